@@ -1,0 +1,134 @@
+"""The composition root: ``create_app()`` wires settings, plugins, stores, broker and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
+from litestar import Litestar, get
+from litestar.config.cors import CORSConfig
+from litestar.data_extractors import RequestExtractorField, ResponseExtractorField
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.logging.config import StructLoggingConfig
+from litestar.middleware.logging import LoggingMiddlewareConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
+from litestar.response import Redirect
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
+from litestar.stores.registry import StoreRegistry
+from redis.asyncio import Redis
+
+from audioverse import __version__
+from audioverse.cli import AudioverseCLIPlugin
+from audioverse.config import Settings
+from audioverse.db import ensure_data_dir, migrate_to_head, sqlalchemy_config
+from audioverse.errors import problem_details_plugin
+from audioverse.health import HealthController, ReadinessProbes, database_probe
+from audioverse.jobs import TaskQueue, build_broker
+from audioverse.storage import Storage, build_storage
+from tasks import register_tasks
+
+OPENAPI_PATH = "/api/schema"
+
+
+@get("/api/docs", include_in_schema=False, cache=False)
+async def docs_redirect() -> Redirect:
+    """Interactive docs live with the schema; this keeps the contract's short address."""
+    return Redirect(f"{OPENAPI_PATH}/swagger")
+
+
+def _stores(settings: Settings, redis: Redis | None) -> StoreRegistry:
+    if redis is None:
+        return StoreRegistry(default_factory=lambda _name: MemoryStore())
+    root = RedisStore(redis, namespace=settings.redis_namespace, handle_client_shutdown=False)
+    return StoreRegistry(default_factory=root.with_namespace)
+
+
+REQUEST_LOG_FIELDS: tuple[RequestExtractorField, ...] = ("path", "method", "query", "client")
+RESPONSE_LOG_FIELDS: tuple[ResponseExtractorField, ...] = ("status_code",)
+
+
+def request_logging_config() -> LoggingMiddlewareConfig:
+    """Log each request line and response status; bodies carry passwords and tokens, so never them."""
+    return LoggingMiddlewareConfig(
+        request_log_fields=REQUEST_LOG_FIELDS,
+        response_log_fields=RESPONSE_LOG_FIELDS,
+        request_headers_to_obfuscate={"Authorization", "Cookie"},
+    )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the AudioVerse application for ``settings`` (default: from the environment)."""
+    settings = settings or Settings.from_env()
+    ensure_data_dir(settings)
+    database = sqlalchemy_config(settings)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    broker = register_tasks(build_broker(settings), settings)
+    storage = build_storage(settings)
+
+    readiness = ReadinessProbes(settings.readiness_timeout_seconds)
+    readiness.add("database", database_probe(database.get_engine()))
+    readiness.add("storage", storage.check)
+    if redis is not None:
+        readiness.add("broker", redis.ping)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if settings.migrate_on_startup:
+            await migrate_to_head(database)
+        await broker.startup()
+        try:
+            yield
+        finally:
+            await broker.shutdown()
+            if redis is not None:
+                await redis.aclose()
+
+    logging_plugin = StructlogPlugin(
+        StructlogConfig(
+            structlog_logging_config=StructLoggingConfig(
+                log_exceptions="debug",
+                pretty_print_tty=not settings.log_json,
+                wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(settings.log_level)),
+            ),
+            middleware_logging_config=request_logging_config(),
+        )
+    )
+
+    return Litestar(
+        route_handlers=[HealthController, docs_redirect],
+        plugins=[
+            SQLAlchemyPlugin(config=database),
+            problem_details_plugin(),
+            logging_plugin,
+            AudioverseCLIPlugin(),
+        ],
+        lifespan=[lifespan],
+        stores=_stores(settings, redis),
+        state=State({"settings": settings, "readiness": readiness, "storage": storage}),
+        dependencies={
+            "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
+            "storage": Provide(lambda: storage, sync_to_thread=False, use_cache=True),
+            "task_queue": Provide(lambda: TaskQueue(broker), sync_to_thread=False, use_cache=True),
+        },
+        cors_config=CORSConfig(allow_origins=settings.cors_allow_origins)
+        if settings.cors_allow_origins
+        else None,
+        openapi_config=OpenAPIConfig(
+            title="AudioVerse API",
+            version=__version__,
+            description="Audiobook streaming: catalog, search, listening, reviews, recommendations.",
+            path=OPENAPI_PATH,
+            render_plugins=[SwaggerRenderPlugin(path="/swagger"), JsonRenderPlugin()],
+        ),
+        debug=settings.debug,
+    )
+
+
+__all__ = ["Storage", "create_app"]

@@ -1,0 +1,88 @@
+"""The one typed Settings object, read from ``AUDIOVERSE_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import msgspec
+
+ENV_PREFIX = "AUDIOVERSE_"
+
+
+class SettingsError(ValueError):
+    """Raised when the environment holds a setting that cannot be used."""
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    """Every setting of the service; each field is ``AUDIOVERSE_<FIELD>`` in the environment.
+
+    The defaults make the embedded profile: SQLite under ``data_dir``, in-process task broker,
+    in-memory store, local audio storage. Setting ``redis_url`` and a PostgreSQL ``database_url``
+    makes the production profile.
+    """
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    database_echo: bool = False
+    database_pool_size: int = 10
+    migrate_on_startup: bool = True
+    redis_url: str | None = None
+    redis_namespace: str = "audioverse"
+    task_queue_name: str = "audioverse:tasks"
+    storage_backend: Literal["local"] = "local"
+    storage_local_dir: Path | None = None
+    cors_allow_origins: list[str] = msgspec.field(default_factory=list)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+    debug: bool = False
+    readiness_timeout_seconds: float = 2.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: the process environment)."""
+        source = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        raw: dict[str, Any] = {}
+        for name in cls.__struct_fields__:
+            value = source.get(ENV_PREFIX + name.upper())
+            if value is None or value == "":
+                continue
+            raw[name] = _split_list(value) if _is_list(hints[name]) else value
+        try:
+            return msgspec.convert(raw, cls, strict=False, dec_hook=_decode_extra_types)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"invalid setting: {exc} (environment prefix {ENV_PREFIX})") from exc
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL; defaults to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'audioverse.db').resolve()}"
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        """Where the local storage adapter keeps objects."""
+        return self.storage_local_dir or self.data_dir / "storage"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        """Whether the database is SQLite (batch migrations, file-backed)."""
+        return self.resolved_database_url.startswith("sqlite")
+
+
+def _decode_extra_types(kind: type, value: Any) -> Any:
+    if kind is Path:
+        return Path(value)
+    raise NotImplementedError(f"cannot read {kind} from the environment")
+
+
+def _is_list(hint: Any) -> bool:
+    return get_origin(hint) is list or any(get_origin(arg) is list for arg in get_args(hint))
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]

@@ -1,0 +1,196 @@
+"""Domain exceptions and their one mapping to RFC 9457 problem+json responses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, TypedDict
+
+import msgspec
+from advanced_alchemy.exceptions import DuplicateKeyError, NotFoundError
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_TYPE_BASE = "https://audioverse.dev/problems/"
+
+
+class FieldError(TypedDict):
+    """One ``{field, message}`` entry of a validation problem."""
+
+    field: str
+    message: str
+
+
+class FieldErrorBody(msgspec.Struct):
+    field: str
+    message: str
+
+
+class ProblemBody(msgspec.Struct):
+    """The RFC 9457 body every error response carries (documented in the OpenAPI schema)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldErrorBody] | msgspec.UnsetType = msgspec.UNSET
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI response entries for the problem+json errors a route can answer with."""
+    return {
+        status: ResponseSpec(
+            data_container=ProblemBody,
+            media_type="application/problem+json",
+            description=HTTPStatus(status).phrase,
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+class DomainError(Exception):
+    """A rule of the domain refused the request; carries what the client needs to act on it."""
+
+    status_code: int = HTTPStatus.BAD_REQUEST
+    slug: str = "bad-request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[FieldError] = (),
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors)
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+class NotFound(DomainError):
+    status_code = HTTPStatus.NOT_FOUND
+    slug = "not-found"
+
+
+class Conflict(DomainError):
+    status_code = HTTPStatus.CONFLICT
+    slug = "conflict"
+
+
+class Forbidden(DomainError):
+    status_code = HTTPStatus.FORBIDDEN
+    slug = "forbidden"
+
+
+class Unauthorized(DomainError):
+    status_code = HTTPStatus.UNAUTHORIZED
+    slug = "unauthorized"
+
+
+class Unprocessable(DomainError):
+    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+    slug = "validation-error"
+
+
+class PayloadTooLarge(DomainError):
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    slug = "payload-too-large"
+
+
+class ServiceUnavailable(DomainError):
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    slug = "service-unavailable"
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    errors: Sequence[FieldError] = (),
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> ProblemDetailsException:
+    """Build the problem+json exception every handler below answers with."""
+    phrase = HTTPStatus(status).phrase
+    body: dict[str, Any] = dict(extra or {})
+    if errors:
+        body["errors"] = [dict(error) for error in errors]
+    return ProblemDetailsException(
+        status_code=status,
+        title=phrase,
+        detail=detail,
+        type_=PROBLEM_TYPE_BASE + (slug or phrase.lower().replace(" ", "-")),
+        headers=dict(headers or {}),
+        extra=body or None,
+    )
+
+
+def _from_domain(exc: DomainError) -> ProblemDetailsException:
+    return problem(
+        exc.status_code, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers, extra=exc.extra
+    )
+
+
+def _validation_errors(extra: Any) -> list[FieldError]:
+    """Turn Litestar's ``[{key, message, source}]`` validation extra into ``[{field, message}]``."""
+    if not isinstance(extra, list):
+        return []
+    return [
+        FieldError(
+            field=str(item.get("key") or item.get("source") or "body"), message=str(item.get("message", ""))
+        )
+        for item in extra
+        if isinstance(item, dict)
+    ]
+
+
+def _from_http(exc: HTTPException) -> ProblemDetailsException:
+    if isinstance(exc, ProblemDetailsException):
+        return exc
+    if isinstance(exc, ValidationException):
+        errors = _validation_errors(exc.extra)
+        # Litestar reports a body that fails to decode or validate as 400; the contract says 422
+        # for a well-formed request whose fields are wrong, and 400 only for an unreadable body.
+        status = HTTPStatus.UNPROCESSABLE_ENTITY if errors else HTTPStatus.BAD_REQUEST
+        detail = "The request has invalid fields." if errors else str(exc.detail)
+        return problem(status, detail, slug="validation-error", errors=errors)
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+def _from_not_found(exc: NotFoundError) -> ProblemDetailsException:
+    return problem(HTTPStatus.NOT_FOUND, "The requested resource does not exist.", slug="not-found")
+
+
+def _from_duplicate(exc: DuplicateKeyError) -> ProblemDetailsException:
+    return problem(HTTPStatus.CONFLICT, "A resource with these values already exists.", slug="conflict")
+
+
+def _from_unexpected(exc: Exception) -> ProblemDetailsException:
+    logger.exception("unhandled error", exc_info=exc)
+    return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred; it has been logged.")
+
+
+EXCEPTION_MAP: Mapping[type[Any], Callable[[Any], ProblemDetailsException]] = {
+    DomainError: _from_domain,
+    HTTPException: _from_http,
+    NotFoundError: _from_not_found,
+    DuplicateKeyError: _from_duplicate,
+    Exception: _from_unexpected,
+}
+
+
+def problem_details_plugin() -> ProblemDetailsPlugin:
+    """The plugin that renders every error of the service as problem+json."""
+    return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=EXCEPTION_MAP))

@@ -1,0 +1,98 @@
+"""Liveness and readiness: ``/api/health`` and ``/api/ready`` (which dependencies answer)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
+from typing import Literal
+
+import anyio
+import msgspec
+from litestar import Controller, get
+from litestar.datastructures import State
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from audioverse.errors import ServiceUnavailable, problem_responses
+
+logger = logging.getLogger(__name__)
+
+Probe = Callable[[], Awaitable[object]]
+
+
+class HealthStatus(msgspec.Struct):
+    status: Literal["ok"]
+
+
+class ReadyStatus(msgspec.Struct):
+    status: Literal["ready"]
+    checks: dict[str, str]
+
+
+class ReadinessProbes:
+    """The named dependency checks that ``/api/ready`` runs, each with a deadline."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        self.probes: dict[str, Probe] = {}
+
+    def add(self, name: str, probe: Probe) -> None:
+        self.probes[name] = probe
+
+    async def run(self) -> dict[str, str]:
+        """Run every probe concurrently; ``ok`` or the reason it failed, by name."""
+        results: dict[str, str] = {}
+
+        async def run_one(name: str, probe: Probe) -> None:
+            try:
+                with anyio.fail_after(self.timeout_seconds):
+                    await probe()
+            except TimeoutError:
+                results[name] = f"no answer within {self.timeout_seconds:g}s"
+            except Exception as exc:
+                logger.warning("readiness probe %s failed: %r", name, exc)
+                results[name] = f"unreachable: {type(exc).__name__}"
+            else:
+                results[name] = "ok"
+
+        async with anyio.create_task_group() as group:
+            for name, probe in self.probes.items():
+                group.start_soon(run_one, name, probe)
+        return dict(sorted(results.items()))
+
+
+def database_probe(engine: AsyncEngine) -> Probe:
+    async def probe() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    return probe
+
+
+def failed(checks: Mapping[str, str]) -> list[str]:
+    return [name for name, outcome in checks.items() if outcome != "ok"]
+
+
+class HealthController(Controller):
+    path = "/api"
+    tags = ["health"]
+
+    @get("/health", summary="Process is alive", cache=False)
+    async def health(self) -> HealthStatus:
+        return HealthStatus(status="ok")
+
+    @get(
+        "/ready",
+        summary="Every dependency answers",
+        description="503 problem+json naming each unreachable dependency "
+        "(database, search engine, broker, storage) in `checks`.",
+        responses=problem_responses(HTTPStatus.SERVICE_UNAVAILABLE),
+        cache=False,
+    )
+    async def ready(self, state: State) -> ReadyStatus:
+        probes: ReadinessProbes = state.readiness
+        checks = await probes.run()
+        if down := failed(checks):
+            raise ServiceUnavailable(f"unreachable: {', '.join(down)}", extra={"checks": checks})
+        return ReadyStatus(status="ready", checks=checks)

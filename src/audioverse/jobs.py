@@ -1,0 +1,37 @@
+"""Background work: the Taskiq broker built from settings, and enqueueing a task by its name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskiq import AsyncBroker, AsyncTaskiqTask, InMemoryBroker
+from taskiq.kicker import AsyncKicker
+from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend
+
+from audioverse.config import Settings
+
+RESULT_TTL_SECONDS = 3600
+
+
+def build_broker(settings: Settings) -> AsyncBroker:
+    """In-process broker for the embedded profile, a Redis list queue for production."""
+    if settings.redis_url is None:
+        return InMemoryBroker()
+    result_backend: RedisAsyncResultBackend[Any] = RedisAsyncResultBackend(
+        settings.redis_url, result_ex_time=RESULT_TTL_SECONDS
+    )
+    return ListQueueBroker(settings.redis_url, queue_name=settings.task_queue_name).with_result_backend(
+        result_backend
+    )
+
+
+class TaskQueue:
+    """Asks for background work by task name, so domain code never imports the ``tasks`` package."""
+
+    def __init__(self, broker: AsyncBroker) -> None:
+        self.broker = broker
+
+    async def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> AsyncTaskiqTask[Any]:
+        """Send ``task_name`` with its arguments to the broker; the handle can await the result."""
+        kicker: AsyncKicker[Any, Any] = AsyncKicker(task_name=task_name, broker=self.broker, labels={})
+        return await kicker.kiq(*args, **kwargs)

@@ -1,0 +1,1 @@
+"""Imports every model module so the metadata knows every table (for Alembic and tests)."""

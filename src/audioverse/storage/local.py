@@ -1,0 +1,83 @@
+"""Local-directory storage adapter: the embedded profile's home for audio and images."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+import anyio
+
+from audioverse.storage.base import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectNotFound
+
+
+class LocalStorage:
+    """Keeps each object as a file under ``root``; keys are relative POSIX paths."""
+
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def path_for(self, key: str) -> Path:
+        """The file that holds ``key``; refuses keys that would leave the root."""
+        relative = PurePosixPath(key)
+        if not key or relative.is_absolute() or ".." in relative.parts:
+            raise ValueError(f"invalid storage key {key!r}")
+        return self.root.joinpath(*relative.parts)
+
+    async def put_file(self, key: str, path: Path, content_type: str | None = None) -> ObjectInfo:
+        target = self.path_for(key)
+        partial = target.with_name(target.name + ".partial")
+
+        def copy() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, partial)
+            # The rename makes the object appear whole or not at all.
+            os.replace(partial, target)
+
+        await anyio.to_thread.run_sync(copy)
+        return await self.stat(key)
+
+    async def read_range(
+        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> AsyncIterator[bytes]:
+        path = self.path_for(key)
+        try:
+            handle = await anyio.open_file(path, "rb")
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+        async with handle:
+            await handle.seek(start)
+            remaining = None if end is None else end - start + 1
+            while remaining is None or remaining > 0:
+                chunk = await handle.read(chunk_size if remaining is None else min(chunk_size, remaining))
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    async def stat(self, key: str) -> ObjectInfo:
+        path = self.path_for(key)
+        try:
+            result = await anyio.Path(path).stat()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+        modified = datetime.fromtimestamp(result.st_mtime, tz=UTC)
+        # Size and mtime identify a version of a file the way nginx's ETag does.
+        etag = hashlib.sha256(f"{result.st_size}:{result.st_mtime_ns}".encode()).hexdigest()[:32]
+        return ObjectInfo(key=key, size=result.st_size, modified_at=modified, etag=etag)
+
+    async def delete(self, key: str) -> None:
+        await anyio.Path(self.path_for(key)).unlink(missing_ok=True)
+
+    async def check(self) -> None:
+        root = anyio.Path(self.root)
+        await root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".ready-probe"
+        await probe.write_bytes(b"ok")
+        await probe.unlink()

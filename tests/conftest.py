@@ -1,0 +1,107 @@
+"""Shared fixtures: the app on both profiles (SQLite + memory, PostgreSQL + Redis) and real services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
+from audioverse.app import create_app
+from audioverse.config import Settings
+from tests.services import (
+    REDIS_URL,
+    MeilisearchServer,
+    SmtpServer,
+    fresh_postgres_database,
+    run_meilisearch,
+    run_moto_s3,
+    run_smtp,
+    service_missing,
+    unique_name,
+)
+
+PROFILES = ["embedded", "production"]
+
+
+@pytest.fixture(scope="session")
+async def postgres_database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database shared by this test session, dropped at the end."""
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def redis_namespace() -> AsyncIterator[str]:
+    """A Redis key namespace for this test session; its keys are deleted at the end."""
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except OSError as exc:
+        await client.aclose()
+        service_missing(f"Redis at {REDIS_URL} is not reachable: {exc}")
+    namespace = unique_name("audioverse-test")
+    yield namespace
+    async for key in client.scan_iter(match=f"{namespace}*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("audioverse-data")
+
+
+@pytest.fixture(scope="session", params=PROFILES)
+def profile(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def settings(profile: str, data_root: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings of the profile under test; each profile keeps its own data directory."""
+    data_dir = data_root / profile
+    if profile == "embedded":
+        return Settings(data_dir=data_dir)
+    database_url: str = request.getfixturevalue("postgres_database")
+    namespace: str = request.getfixturevalue("redis_namespace")
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        redis_namespace=namespace,
+        task_queue_name=f"{namespace}:tasks",
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def meilisearch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeilisearchServer]:
+    with run_meilisearch(tmp_path_factory.mktemp("meilisearch")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with run_moto_s3() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with run_smtp() as server:
+        yield server

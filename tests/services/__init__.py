@@ -1,0 +1,187 @@
+"""Real services for the tests: PostgreSQL and Redis on loopback, Meilisearch, moto S3, aiosmtpd."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any, NoReturn
+
+import asyncpg
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from moto.server import ThreadedMotoServer
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "AUDIOVERSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("AUDIOVERSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+MEILISEARCH_BINARY = (
+    Path(__file__).parent / "node_modules" / "@gaubee" / "meilisearch-linux-amd64" / "meilisearch"
+)
+
+
+def service_missing(what: str) -> NoReturn:
+    """In CI a missing service fails the run; on a laptop the test skips and says why."""
+    message = f"{what} (start it as the README says, or run .ci/run)"
+    if IN_CI:
+        pytest.fail(f"CI=true and a required service is missing: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(4)}"
+
+
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """Create an empty PostgreSQL database, yield its SQLAlchemy URL, drop it afterwards."""
+    name = unique_name("audioverse_test")
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        service_missing(f"PostgreSQL at {POSTGRES_ADMIN_URL} is not reachable: {exc}")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@dataclass
+class MeilisearchServer:
+    url: str
+    master_key: str
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"meilisearch exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"meilisearch did not become healthy within {timeout}s")
+
+
+@contextmanager
+def run_meilisearch(data_root: Path, port: int | None = None) -> Iterator[MeilisearchServer]:
+    """Start the real Meilisearch binary (npm package) on loopback with a temporary data dir."""
+    if not MEILISEARCH_BINARY.exists():
+        service_missing(
+            f"Meilisearch binary not installed at {MEILISEARCH_BINARY} (npm ci in tests/services)"
+        )
+    mode = MEILISEARCH_BINARY.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        # npm unpacks the binary without the execute bit.
+        MEILISEARCH_BINARY.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    port = port or free_port()
+    data_dir = data_root / unique_name("meili")
+    data_dir.mkdir(parents=True)
+    master_key = secrets.token_urlsafe(24)
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            str(MEILISEARCH_BINARY),
+            "--http-addr",
+            f"127.0.0.1:{port}",
+            "--db-path",
+            str(data_dir / "data.ms"),
+            "--dump-dir",
+            str(data_dir / "dumps"),
+            "--snapshot-dir",
+            str(data_dir / "snapshots"),
+            "--master-key",
+            master_key,
+            "--no-analytics",
+            "--env",
+            "development",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=data_dir,
+    )
+    server = MeilisearchServer(url=url, master_key=master_key, process=process, data_dir=data_dir)
+    try:
+        _wait_until_healthy(url, process)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def run_moto_s3() -> Iterator[str]:
+    """A real S3 HTTP endpoint (moto's standalone server) on a free loopback port."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    messages: list[Message] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 Message accepted for delivery"
+
+
+@contextmanager
+def run_smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free loopback port that keeps what it receives."""
+    port = free_port()
+    handler = SmtpServer(host="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()

@@ -1,0 +1,63 @@
+"""The `audioverse` command: Litestar's CLI with our app, migrations, worker; `run` serves for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.services import free_port
+
+AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
+
+
+def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "AUDIOVERSE_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [AUDIOVERSE, *args], capture_output=True, text=True, env=environment, timeout=120, check=False
+    )
+
+
+def test_help_lists_our_commands(tmp_path: Path) -> None:
+    result = run_cli("--help", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for command in ("run", "database", "worker", "scheduler", "routes"):
+        assert command in result.stdout
+
+
+def test_database_upgrade_and_downgrade(tmp_path: Path) -> None:
+    upgrade = run_cli("database", "upgrade", "--no-prompt", data_dir=tmp_path)
+    assert upgrade.returncode == 0, upgrade.stderr + upgrade.stdout
+    assert (tmp_path / "audioverse.db").exists()
+    downgrade = run_cli("database", "downgrade", "base", "--no-prompt", data_dir=tmp_path)
+    assert downgrade.returncode == 0, downgrade.stderr + downgrade.stdout
+
+
+def test_run_serves_the_api_on_the_given_port(tmp_path: Path) -> None:
+    port = free_port()
+    environment = {**os.environ, "AUDIOVERSE_DATA_DIR": str(tmp_path / "var")}
+    process = subprocess.Popen(
+        [AUDIOVERSE, "run", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/api/ready", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert ready is not None, "the service did not start"
+        assert ready.status_code == 200
+        assert (tmp_path / "var" / "audioverse.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -1,0 +1,100 @@
+"""Every error leaves as problem+json: validation (422 with field errors), domain errors, crashes."""
+
+from __future__ import annotations
+
+import msgspec
+from advanced_alchemy.exceptions import DuplicateKeyError, NotFoundError
+from litestar import Litestar, get, post
+from litestar.testing import AsyncTestClient
+
+from audioverse.errors import Conflict, FieldError, Unprocessable, problem_details_plugin
+
+
+class Payload(msgspec.Struct):
+    name: str
+    count: int
+
+
+@post("/payload")
+async def accept(data: Payload) -> Payload:
+    return data
+
+
+@get("/crash")
+async def crash() -> None:
+    raise RuntimeError("secret internal detail")
+
+
+@get("/domain")
+async def domain() -> None:
+    raise Unprocessable(
+        "The password is too weak.",
+        errors=[FieldError(field="password", message="at least 10 characters")],
+    )
+
+
+@get("/conflict")
+async def conflict() -> None:
+    raise Conflict("That username is taken.", headers={"X-Hint": "pick another"})
+
+
+@get("/repository/{which:str}")
+async def repository(which: str) -> None:
+    raise NotFoundError("row") if which == "missing" else DuplicateKeyError("dup")
+
+
+def problem_app() -> Litestar:
+    return Litestar([accept, crash, domain, conflict, repository], plugins=[problem_details_plugin()])
+
+
+async def test_field_validation_is_422_with_errors() -> None:
+    async with AsyncTestClient(problem_app()) as client:
+        response = await client.post("/payload", json={"name": "x", "count": "many"})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["title"] == "Unprocessable Entity"
+    assert body["errors"][0]["field"] == "count"
+    assert "int" in body["errors"][0]["message"]
+
+
+async def test_unreadable_body_is_400() -> None:
+    async with AsyncTestClient(problem_app()) as client:
+        response = await client.post(
+            "/payload", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code in {400, 422}
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_unexpected_errors_are_500_without_internals() -> None:
+    async with AsyncTestClient(problem_app()) as client:
+        response = await client.get("/crash")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "secret internal detail" not in response.text
+    assert "Traceback" not in response.text
+
+
+async def test_domain_errors_carry_field_errors_and_headers() -> None:
+    async with AsyncTestClient(problem_app()) as client:
+        weak = await client.get("/domain")
+        taken = await client.get("/conflict")
+    assert weak.status_code == 422
+    assert weak.json() == {
+        "status": 422,
+        "type": "https://audioverse.dev/problems/validation-error",
+        "title": "Unprocessable Entity",
+        "detail": "The password is too weak.",
+        "errors": [{"field": "password", "message": "at least 10 characters"}],
+    }
+    assert taken.status_code == 409
+    assert taken.headers["x-hint"] == "pick another"
+
+
+async def test_repository_errors_map_to_404_and_409() -> None:
+    async with AsyncTestClient(problem_app()) as client:
+        missing = await client.get("/repository/missing")
+        duplicate = await client.get("/repository/duplicate")
+    assert missing.status_code == 404
+    assert duplicate.status_code == 409
