@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskiq import AsyncBroker
 
 from audioverse.config import Settings
-from tasks import system
+from tasks import email, system
 from tasks.runtime import install_resources
 
-# (task name, function, schedules in taskiq's label format)
-TASKS: list[tuple[str, Callable[..., Awaitable[Any]], list[dict[str, Any]]]] = [
-    ("system.ping", system.ping, []),
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    function: Callable[..., Awaitable[Any]]
+    # Taskiq labels: ``schedule`` for periodic runs, ``retry_on_error``/``max_retries`` for retries.
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+RETRY = {"retry_on_error": True, "max_retries": 5}
+
+TASKS = [
+    TaskSpec("system.ping", system.ping),
+    TaskSpec("email.send", email.send_email, RETRY),
 ]
 
 
 def register_tasks(broker: AsyncBroker, settings: Settings) -> AsyncBroker:
     """Register every task on ``broker`` and the resources they need; returns the broker."""
     install_resources(broker, settings)
-    for name, function, schedule in TASKS:
-        broker.register_task(function, task_name=name, schedule=schedule)
+    for spec in TASKS:
+        broker.register_task(spec.function, task_name=spec.name, **spec.labels)
     return broker

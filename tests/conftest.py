@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,12 +15,16 @@ from audioverse.app import create_app
 from audioverse.config import Settings
 from tests.services import (
     REDIS_URL,
+    TEST_SECRET_KEY,
+    Identity,
+    Mailbox,
     MeilisearchServer,
     SmtpServer,
     fresh_postgres_database,
     run_meilisearch,
     run_moto_s3,
     run_smtp,
+    run_worker,
     service_missing,
     unique_name,
 )
@@ -62,24 +67,55 @@ def profile(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def session_smtp() -> Iterator[SmtpServer]:
+    with run_smtp() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def settings(profile: str, data_root: Path, request: pytest.FixtureRequest) -> Settings:
     """Settings of the profile under test; each profile keeps its own data directory."""
     data_dir = data_root / profile
     if profile == "embedded":
-        return Settings(data_dir=data_dir)
+        return Settings(data_dir=data_dir, auth_rate_limit=1000)
     database_url: str = request.getfixturevalue("postgres_database")
     namespace: str = request.getfixturevalue("redis_namespace")
+    smtp: SmtpServer = request.getfixturevalue("session_smtp")
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
         redis_url=REDIS_URL,
         redis_namespace=namespace,
         task_queue_name=f"{namespace}:tasks",
+        secret_key=TEST_SECRET_KEY,
+        auth_rate_limit=1000,
+        email_backend="smtp",
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
     )
 
 
+@pytest.fixture(scope="session")
+def background_worker(settings: Settings, profile: str) -> Iterator[subprocess.Popen[bytes] | None]:
+    """In production a real `audioverse worker` process runs the tasks the API enqueues."""
+    if profile == "embedded":
+        yield None
+        return
+    with run_worker(settings) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def mailbox(settings: Settings, profile: str, request: pytest.FixtureRequest) -> Mailbox:
+    """Where the profile's emails arrive: `.eml` files (embedded) or the SMTP server (production)."""
+    if profile == "embedded":
+        return Mailbox(mail_dir=settings.mail_dir)
+    smtp: SmtpServer = request.getfixturevalue("session_smtp")
+    return Mailbox(smtp=smtp)
+
+
 @pytest.fixture
-def app(settings: Settings) -> Litestar:
+def app(settings: Settings, background_worker: subprocess.Popen[bytes] | None) -> Litestar:
     return create_app(settings)
 
 
@@ -105,3 +141,9 @@ def s3_endpoint() -> Iterator[str]:
 def smtp_server() -> Iterator[SmtpServer]:
     with run_smtp() as server:
         yield server
+
+
+@pytest.fixture
+def identity() -> Identity:
+    """A fresh, unique account identity for a test."""
+    return Identity.new()

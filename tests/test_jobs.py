@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,35 +17,8 @@ from tasks.scheduler import scheduler
 WORKER_TIMEOUT_SECONDS = 30
 
 
-def settings_environment(settings: Settings) -> dict[str, str]:
-    environment = {
-        "AUDIOVERSE_DATA_DIR": str(settings.data_dir),
-        "AUDIOVERSE_DATABASE_URL": settings.resolved_database_url,
-        "AUDIOVERSE_TASK_QUEUE_NAME": settings.task_queue_name,
-        "AUDIOVERSE_REDIS_NAMESPACE": settings.redis_namespace,
-    }
-    if settings.redis_url:
-        environment["AUDIOVERSE_REDIS_URL"] = settings.redis_url
-    return environment
-
-
-@pytest.fixture
-def worker(settings: Settings, profile: str) -> Iterator[subprocess.Popen[bytes] | None]:
-    """A real worker process consuming the Redis queue (production profile only)."""
-    if profile == "embedded":
-        yield None
-        return
-    command = [str(Path(sys.executable).parent / "audioverse"), "worker", "--workers", "1"]
-    process = subprocess.Popen(command, env={**os.environ, **settings_environment(settings)})
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=WORKER_TIMEOUT_SECONDS)
-
-
 async def test_a_task_enqueued_by_name_runs_and_returns(
-    settings: Settings, worker: subprocess.Popen[bytes] | None
+    settings: Settings, background_worker: subprocess.Popen[bytes] | None
 ) -> None:
     broker = register_tasks(build_broker(settings), settings)
     await broker.startup()

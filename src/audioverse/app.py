@@ -25,12 +25,16 @@ from litestar.stores.registry import StoreRegistry
 from redis.asyncio import Redis
 
 from audioverse import __version__
+from audioverse.accounts.auth import build_jwt_auth
+from audioverse.accounts.controllers import AdminUsersController, AuthController, ProfileController
 from audioverse.cli import AudioverseCLIPlugin
 from audioverse.config import Settings
 from audioverse.db import ensure_data_dir, migrate_to_head, sqlalchemy_config
 from audioverse.errors import problem_details_plugin
 from audioverse.health import HealthController, ReadinessProbes, database_probe
 from audioverse.jobs import TaskQueue, build_broker
+from audioverse.ratelimit import RateLimiter
+from audioverse.signing import resolve_secret_key
 from audioverse.storage import Storage, build_storage
 from tasks import register_tasks
 
@@ -67,10 +71,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the AudioVerse application for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
     ensure_data_dir(settings)
+    secret_key = resolve_secret_key(settings)
     database = sqlalchemy_config(settings)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     broker = register_tasks(build_broker(settings), settings)
     storage = build_storage(settings)
+
+    jwt_auth = build_jwt_auth(secret_key, settings.access_token_minutes, database)
+    stores = _stores(settings, redis)
+    auth_rate_limiter = RateLimiter(
+        stores.get("auth-rate-limit"),
+        limit=settings.auth_rate_limit,
+        window_seconds=settings.auth_rate_window_seconds,
+    )
 
     readiness = ReadinessProbes(settings.readiness_timeout_seconds)
     readiness.add("database", database_probe(database.get_engine()))
@@ -102,7 +115,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
     return Litestar(
-        route_handlers=[HealthController, docs_redirect],
+        route_handlers=[
+            HealthController,
+            docs_redirect,
+            AuthController,
+            ProfileController,
+            AdminUsersController,
+        ],
+        on_app_init=[jwt_auth.on_app_init],
         plugins=[
             SQLAlchemyPlugin(config=database),
             problem_details_plugin(),
@@ -110,12 +130,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AudioverseCLIPlugin(),
         ],
         lifespan=[lifespan],
-        stores=_stores(settings, redis),
-        state=State({"settings": settings, "readiness": readiness, "storage": storage}),
+        stores=stores,
+        state=State(
+            {
+                "settings": settings,
+                "readiness": readiness,
+                "storage": storage,
+                "broker": broker,
+                "jwt_auth": jwt_auth,
+            }
+        ),
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "storage": Provide(lambda: storage, sync_to_thread=False, use_cache=True),
             "task_queue": Provide(lambda: TaskQueue(broker), sync_to_thread=False, use_cache=True),
+            "auth_rate_limiter": Provide(lambda: auth_rate_limiter, sync_to_thread=False, use_cache=True),
         },
         cors_config=CORSConfig(allow_origins=settings.cors_allow_origins)
         if settings.cors_allow_origins

@@ -13,6 +13,13 @@ from taskiq.cli.scheduler.run import run_scheduler
 from taskiq.cli.worker.args import WorkerArgs
 from taskiq.cli.worker.run import run_worker
 
+from audioverse.accounts.auth import build_jwt_auth
+from audioverse.accounts.services import Accounts
+from audioverse.config import Settings
+from audioverse.db import migrate_to_head, sqlalchemy_config
+from audioverse.errors import DomainError
+from audioverse.signing import resolve_secret_key
+
 APP_PATH = "audioverse.app:create_app"
 
 
@@ -28,12 +35,47 @@ def scheduler_command(ctx: click.Context) -> None:
     asyncio.run(run_scheduler(SchedulerArgs.from_cli(["tasks.scheduler:scheduler", *ctx.args])))
 
 
+@click.group(name="users")
+def users_group() -> None:
+    """Manage user accounts."""
+
+
+@users_group.command(name="create-admin")
+@click.option("--email", required=True, help="The admin's email address (marked verified).")
+@click.option("--username", required=True)
+@click.option(
+    "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Prompted when omitted."
+)
+def create_admin_command(email: str, username: str, password: str) -> None:
+    """Create a verified admin account (the first account of a fresh deployment)."""
+    settings = Settings.from_env()
+    database = sqlalchemy_config(settings)
+    jwt_auth = build_jwt_auth(resolve_secret_key(settings), settings.access_token_minutes, database)
+
+    async def create() -> int:
+        await migrate_to_head(database)
+        async with database.get_session() as session:
+            user = await Accounts(session, settings, jwt_auth).create_admin(email, username, password)
+            await session.commit()
+            user_id: int = user.id
+        await database.get_engine().dispose()
+        return user_id
+
+    try:
+        user_id = asyncio.run(create())
+    except DomainError as exc:
+        details = "; ".join(f"{error['field']}: {error['message']}" for error in exc.errors)
+        raise click.ClickException(f"{exc.detail} {details}".strip()) from exc
+    click.echo(f"Created admin {username!r} (id {user_id}).")
+
+
 class AudioverseCLIPlugin(CLIPlugin):
     """Adds AudioVerse's commands to the Litestar command group."""
 
     def on_cli_init(self, cli: click.Group) -> None:
         cli.add_command(worker_command)
         cli.add_command(scheduler_command)
+        cli.add_command(users_group)
 
 
 def main() -> None:

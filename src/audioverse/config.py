@@ -35,6 +35,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     storage_backend: Literal["local"] = "local"
     storage_local_dir: Path | None = None
     cors_allow_origins: list[str] = msgspec.field(default_factory=list)
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+    email_verification_hours: int = 48
+    password_reset_minutes: int = 60
+    auth_rate_limit: int = 10
+    auth_rate_window_seconds: int = 300
+    max_picture_bytes: int = 5 * 1024 * 1024
+    email_backend: Literal["file", "smtp"] = "file"
+    email_from: str = "AudioVerse <no-reply@audioverse.local>"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
     debug: bool = False
@@ -67,6 +84,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def resolved_storage_dir(self) -> Path:
         """Where the local storage adapter keeps objects."""
         return self.storage_local_dir or self.data_dir / "storage"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the file email backend writes one ``.eml`` per message."""
+        return self.data_dir / "mail"
 
     @property
     def uses_sqlite(self) -> bool:

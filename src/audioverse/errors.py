@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, TypedDict
 
 import msgspec
+import structlog
 from advanced_alchemy.exceptions import DuplicateKeyError, NotFoundError
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
@@ -17,7 +17,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 
-logger = logging.getLogger(__name__)
+logger = structlog.get_logger(__name__)
 
 PROBLEM_TYPE_BASE = "https://audioverse.dev/problems/"
 
@@ -106,6 +106,11 @@ class Unprocessable(DomainError):
 class PayloadTooLarge(DomainError):
     status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     slug = "payload-too-large"
+
+
+class TooManyRequests(DomainError):
+    status_code = HTTPStatus.TOO_MANY_REQUESTS
+    slug = "rate-limited"
 
 
 class ServiceUnavailable(DomainError):

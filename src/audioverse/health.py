@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Literal
 
 import anyio
 import msgspec
+import structlog
 from litestar import Controller, get
 from litestar.datastructures import State
 from sqlalchemy import text
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from audioverse.errors import ServiceUnavailable, problem_responses
 
-logger = logging.getLogger(__name__)
+logger = structlog.get_logger(__name__)
 
 Probe = Callable[[], Awaitable[object]]
 
@@ -51,7 +51,7 @@ class ReadinessProbes:
             except TimeoutError:
                 results[name] = f"no answer within {self.timeout_seconds:g}s"
             except Exception as exc:
-                logger.warning("readiness probe %s failed: %r", name, exc)
+                logger.warning("readiness probe failed", probe=name, error=repr(exc))
                 results[name] = f"unreachable: {type(exc).__name__}"
             else:
                 results[name] = "ok"

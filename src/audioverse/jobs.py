@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskiq import AsyncBroker, AsyncTaskiqTask, InMemoryBroker
+from taskiq import AsyncBroker, AsyncTaskiqTask, InMemoryBroker, SmartRetryMiddleware
 from taskiq.kicker import AsyncKicker
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend
 
@@ -15,14 +15,17 @@ RESULT_TTL_SECONDS = 3600
 
 def build_broker(settings: Settings) -> AsyncBroker:
     """In-process broker for the embedded profile, a Redis list queue for production."""
+    # Tasks labelled ``retry_on_error`` retry with exponential backoff (e.g. SMTP or engine down).
+    retries = SmartRetryMiddleware(
+        default_delay=2, use_delay_exponent=True, max_delay_exponent=300, use_jitter=True
+    )
     if settings.redis_url is None:
-        return InMemoryBroker()
+        return InMemoryBroker().with_middlewares(retries)
     result_backend: RedisAsyncResultBackend[Any] = RedisAsyncResultBackend(
         settings.redis_url, result_ex_time=RESULT_TTL_SECONDS
     )
-    return ListQueueBroker(settings.redis_url, queue_name=settings.task_queue_name).with_result_backend(
-        result_backend
-    )
+    broker = ListQueueBroker(settings.redis_url, queue_name=settings.task_queue_name)
+    return broker.with_result_backend(result_backend).with_middlewares(retries)
 
 
 class TaskQueue:

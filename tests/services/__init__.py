@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
-from email.message import Message
+from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import unquote
 
+import anyio
 import asyncpg
 import httpx
+import msgspec
 import pytest
 from aiosmtpd.controller import Controller
 from moto.server import ThreadedMotoServer
+
+from audioverse.config import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -31,6 +38,12 @@ REDIS_URL = os.environ.get("AUDIOVERSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 MEILISEARCH_BINARY = (
     Path(__file__).parent / "node_modules" / "@gaubee" / "meilisearch-linux-amd64" / "meilisearch"
 )
+
+
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
+WORKER_START_TIMEOUT_SECONDS = 30
+MAIL_WAIT_SECONDS = 15
+TOKEN_IN_LINK = re.compile(r"[?&]token=([A-Za-z0-9_\-%]+)")
 
 
 def service_missing(what: str) -> NoReturn:
@@ -185,3 +198,94 @@ def run_smtp() -> Iterator[SmtpServer]:
         yield handler
     finally:
         controller.stop()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The ``AUDIOVERSE_*`` variables that reproduce ``settings`` in another process."""
+    environment = {}
+    for name, value in msgspec.structs.asdict(settings).items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            text = ",".join(value)
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        else:
+            text = str(value)
+        environment[f"AUDIOVERSE_{name.upper()}"] = text
+    return environment
+
+
+@contextmanager
+def run_worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `audioverse worker` process with ``settings``, stopped afterwards."""
+    command = [str(Path(sys.executable).parent / "audioverse"), "worker", "--workers", "1"]
+    process = subprocess.Popen(command, env={**os.environ, **settings_environment(settings)})
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=WORKER_START_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Identity:
+    username: str
+    email: str
+    password: str
+
+    @classmethod
+    def new(cls) -> Identity:
+        suffix = secrets.token_hex(4)
+        return cls(
+            username=f"listener_{suffix}",
+            email=f"listener_{suffix}@example.com",
+            password=f"sturdy battery staple {suffix}",
+        )
+
+
+@dataclass
+class Mailbox:
+    """Reads delivered emails from the profile's backend, waiting for them to arrive."""
+
+    mail_dir: Path | None = None
+    smtp: SmtpServer | None = None
+
+    def messages(self) -> list[Message]:
+        if self.smtp is not None:
+            return list(self.smtp.messages)
+        if self.mail_dir is None or not self.mail_dir.exists():
+            return []
+        return [message_from_bytes(path.read_bytes()) for path in sorted(self.mail_dir.glob("*.eml"))]
+
+    def to(self, address: str) -> list[Message]:
+        return [message for message in self.messages() if message["To"] == address]
+
+    async def wait_for(self, address: str, subject: str, *, count: int = 1) -> Message:
+        """The ``count``-th message to ``address`` whose subject contains ``subject``."""
+        with anyio.fail_after(MAIL_WAIT_SECONDS):
+            while True:
+                matching = [message for message in self.to(address) if subject in message["Subject"]]
+                if len(matching) >= count:
+                    return matching[count - 1]
+                await anyio.sleep(0.05)
+
+
+def email_text(message: Message) -> str:
+    part = message.get_body(("plain",)) if isinstance(message, EmailMessage) else None
+    source = part if part is not None else message
+    if source.is_multipart():
+        source = next(p for p in source.walk() if p.get_content_type() == "text/plain")
+    payload = source.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode()
+
+
+def token_from(message: Message) -> str:
+    match = TOKEN_IN_LINK.search(email_text(message))
+    assert match, "the email carries no token link"
+    return unquote(match.group(1))

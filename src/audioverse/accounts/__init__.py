@@ -1,0 +1,1 @@
+"""Accounts: users, tokens, email verification and password reset, profile, roles and guards."""

@@ -1,0 +1,71 @@
+"""Authentication (Litestar's JWT backend) and the reusable guards later routes use."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.security.jwt import JWTAuth, Token
+
+from audioverse.accounts.models import Role, User
+from audioverse.errors import Forbidden
+
+# Routes anyone may call; everything else needs a bearer token.
+PUBLIC_PATHS = ["/api/health", "/api/ready", "/api/docs", "/api/schema"]
+PUBLIC = {"exclude_from_auth": True}
+
+
+def build_jwt_auth(secret_key: str, access_minutes: int, database: SQLAlchemyAsyncConfig) -> JWTAuth[User]:
+    """Bearer JWT authentication whose tokens die when the user's credentials change."""
+
+    async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+        try:
+            user_id = int(token.sub)
+        except ValueError:
+            return None
+        session = database.provide_session(connection.app.state, connection.scope)
+        user = await session.get(User, user_id)
+        if user is None or token.iat < user.credentials_changed_at.replace(microsecond=0):
+            return None
+        return user
+
+    return JWTAuth[User](
+        retrieve_user_handler=retrieve_user,
+        token_secret=secret_key,
+        default_token_expiration=timedelta(minutes=access_minutes),
+        exclude=PUBLIC_PATHS,
+        require_claims=["exp", "iat", "sub"],
+        description="Access token from POST /api/auth/login/ (expires after a few minutes; refresh it).",
+    )
+
+
+def current_user(connection: ASGIConnection[Any, User, Any, Any]) -> User:
+    user: User = connection.user
+    return user
+
+
+def requires_verified(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: the caller has confirmed their email address."""
+    if not current_user(connection).is_verified:
+        raise Forbidden("Confirm your email address first (POST /api/auth/resend-verification/).")
+
+
+def requires_curator(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: the caller is a curator or an admin."""
+    if not current_user(connection).is_curator:
+        raise Forbidden("Only curators may do this.")
+
+
+def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: the caller is an admin."""
+    if current_user(connection).role != Role.ADMIN:
+        raise Forbidden("Only admins may do this.")
+
+
+def ensure_owner_or_curator(user: User, owner_id: int | None, what: str = "this") -> None:
+    """Refuse unless ``user`` owns the resource or curates the catalog."""
+    if user.id != owner_id and not user.is_curator:
+        raise Forbidden(f"Only its owner or a curator may change {what}.")

@@ -1,0 +1,83 @@
+"""Outgoing email: rendered from templates, delivered as ``.eml`` files or by SMTP."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from email.message import EmailMessage
+from email.utils import make_msgid
+from functools import cache
+from typing import Any
+
+import anyio
+import msgspec
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from audioverse.config import Settings
+
+
+class OutgoingEmail(msgspec.Struct, frozen=True):
+    """One message, as the email task receives it."""
+
+    to: str
+    subject: str
+    text: str
+    html: str
+
+
+@cache
+def _templates() -> Environment:
+    return Environment(
+        loader=PackageLoader("audioverse", "templates/email"),
+        autoescape=select_autoescape(["html"]),
+        keep_trailing_newline=True,
+    )
+
+
+def render_email(template: str, *, to: str, subject: str, **context: Any) -> OutgoingEmail:
+    """Render ``<template>.txt`` and ``<template>.html`` into one message."""
+    environment = _templates()
+    return OutgoingEmail(
+        to=to,
+        subject=subject,
+        text=environment.get_template(f"{template}.txt").render(subject=subject, **context),
+        html=environment.get_template(f"{template}.html").render(subject=subject, **context),
+    )
+
+
+def build_message(settings: Settings, email: OutgoingEmail) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.email_from
+    message["To"] = email.to
+    message["Subject"] = email.subject
+    message["Message-ID"] = make_msgid(domain="audioverse")
+    message.set_content(email.text)
+    message.add_alternative(email.html, subtype="html")
+    return message
+
+
+async def deliver(settings: Settings, email: OutgoingEmail) -> None:
+    """Send ``email`` with the configured backend (file or SMTP)."""
+    message = build_message(settings, email)
+    if settings.email_backend == "file":
+        await anyio.to_thread.run_sync(_write_eml, settings, message)
+    else:
+        await anyio.to_thread.run_sync(_send_smtp, settings, message)
+
+
+def _write_eml(settings: Settings, message: EmailMessage) -> None:
+    settings.mail_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{time.time_ns()}-{message['Message-ID'].strip('<>').split('@')[0]}.eml"
+    partial = settings.mail_dir / f".{name}.partial"
+    partial.write_bytes(message.as_bytes())
+    # Readers see a whole message or none.
+    partial.rename(settings.mail_dir / name)
+
+
+def _send_smtp(settings: Settings, message: EmailMessage) -> None:
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds) as smtp:
+        if settings.smtp_starttls:
+            smtp.starttls()
+        if settings.smtp_username and settings.smtp_password:
+            smtp.login(settings.smtp_username, settings.smtp_password)
+        smtp.send_message(message)
