@@ -61,3 +61,26 @@ def test_run_serves_the_api_on_the_given_port(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_create_admin_then_refuses_a_duplicate(tmp_path: Path) -> None:
+    arguments = ("users", "create-admin", "--email", "Root@Example.com", "--username", "root")
+    created = run_cli(*arguments, "--password", "a long admin passphrase", data_dir=tmp_path)
+    assert created.returncode == 0, created.stderr + created.stdout
+    assert "Created admin 'root'" in created.stdout
+    duplicate = run_cli(*arguments, "--password", "a long admin passphrase", data_dir=tmp_path)
+    assert duplicate.returncode != 0
+    assert "already" in duplicate.stdout + duplicate.stderr
+    weak = run_cli(
+        "users",
+        "create-admin",
+        "--email",
+        "x@example.com",
+        "--username",
+        "x1",
+        "--password",
+        "short",
+        data_dir=tmp_path,
+    )
+    assert weak.returncode != 0
+    assert "too weak" in weak.stdout + weak.stderr

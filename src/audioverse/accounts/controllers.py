@@ -318,7 +318,6 @@ class ProfileController(Controller):
         summary="A user's profile picture",
         opt=PUBLIC,
         responses=problem_responses(HTTPStatus.NOT_FOUND),
-        media_type="application/octet-stream",
     )
     async def picture(self, user_id: int, db_session: AsyncSession, storage: Storage) -> Stream:
         user = await db_session.get(User, user_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -26,6 +26,7 @@ class ObjectInfo(msgspec.Struct, frozen=True):
     content_type: str | None = None
 
 
+@runtime_checkable
 class Storage(Protocol):
     """Object storage with streaming reads and writes; adapters: local directory, S3."""
 

@@ -1,0 +1,34 @@
+"""Account fixtures: a signed-in listener and an admin created the way `users create-admin` does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from audioverse.accounts.services import Accounts
+from audioverse.config import Settings
+from audioverse.db import sqlalchemy_config
+from tests.accounts.test_auth_flow import login, register
+from tests.services import Identity
+
+
+@pytest.fixture
+async def admin_tokens(client: AsyncTestClient[Litestar], settings: Settings) -> dict[str, Any]:
+    identity = Identity.new()
+    database = sqlalchemy_config(settings)
+    async with database.get_session() as session:
+        await Accounts(session, settings, client.app.state.jwt_auth).create_admin(
+            identity.email, identity.username, identity.password
+        )
+        await session.commit()
+    await database.get_engine().dispose()
+    return await login(client, identity.username, identity.password)
+
+
+@pytest.fixture
+async def listener_tokens(client: AsyncTestClient[Litestar], identity: Identity) -> dict[str, Any]:
+    await register(client, identity)
+    return await login(client, identity.username, identity.password)
