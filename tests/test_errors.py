@@ -60,9 +60,7 @@ async def test_field_validation_is_422_with_errors() -> None:
 
 async def test_unreadable_body_is_400() -> None:
     async with AsyncTestClient(problem_app()) as client:
-        response = await client.post(
-            "/payload", content=b"{not json", headers={"Content-Type": "application/json"}
-        )
+        response = await client.post("/payload", content=b"{not json", headers={"Content-Type": "application/json"})
     assert response.status_code in {400, 422}
     assert response.headers["content-type"].startswith("application/problem+json")
 

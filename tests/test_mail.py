@@ -22,9 +22,7 @@ def _verification() -> object:
 
 
 async def test_smtp_delivery(smtp_server: SmtpServer, tmp_path: Path) -> None:
-    settings = Settings(
-        data_dir=tmp_path, email_backend="smtp", smtp_host=smtp_server.host, smtp_port=smtp_server.port
-    )
+    settings = Settings(data_dir=tmp_path, email_backend="smtp", smtp_host=smtp_server.host, smtp_port=smtp_server.port)
     await deliver(settings, _verification())  # type: ignore[arg-type]
     [received] = smtp_server.messages
     assert received["To"] == "reader@example.com"

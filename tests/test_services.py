@@ -30,9 +30,7 @@ async def test_meilisearch_indexes_and_finds_a_typo(meilisearch: MeilisearchServ
 
 
 async def test_moto_serves_real_s3_over_http(s3_endpoint: str) -> None:
-    session = aioboto3.Session(
-        aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-    )
+    session = aioboto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
     async with session.client("s3", endpoint_url=s3_endpoint) as s3:
         await s3.create_bucket(Bucket="smoke")
         await s3.put_object(Bucket="smoke", Key="a/b.txt", Body=b"hello range")

@@ -32,9 +32,7 @@ async def test_whole_read_returns_every_byte_in_bounded_chunks(stored: LocalStor
 
 
 @pytest.mark.parametrize(("start", "end"), [(0, 0), (10, 99), (4095, 4097), (255_000, None), (0, 255_999)])
-async def test_ranged_read_returns_exactly_the_range(
-    stored: LocalStorage, start: int, end: int | None
-) -> None:
+async def test_ranged_read_returns_exactly_the_range(stored: LocalStorage, start: int, end: int | None) -> None:
     expected = PAYLOAD[start:] if end is None else PAYLOAD[start : end + 1]
     assert await _read(stored, start, end) == expected
 

@@ -146,9 +146,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "task_queue": Provide(lambda: TaskQueue(broker), sync_to_thread=False, use_cache=True),
             "auth_rate_limiter": Provide(lambda: auth_rate_limiter, sync_to_thread=False, use_cache=True),
         },
-        cors_config=CORSConfig(allow_origins=settings.cors_allow_origins)
-        if settings.cors_allow_origins
-        else None,
+        cors_config=CORSConfig(allow_origins=settings.cors_allow_origins) if settings.cors_allow_origins else None,
         openapi_config=OpenAPIConfig(
             title="AudioVerse API",
             version=__version__,

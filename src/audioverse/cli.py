@@ -43,9 +43,7 @@ def users_group() -> None:
 @users_group.command(name="create-admin")
 @click.option("--email", required=True, help="The admin's email address (marked verified).")
 @click.option("--username", required=True)
-@click.option(
-    "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Prompted when omitted."
-)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Prompted when omitted.")
 def create_admin_command(email: str, username: str, password: str) -> None:
     """Create a verified admin account (the first account of a fresh deployment)."""
     settings = Settings.from_env()

@@ -29,9 +29,7 @@ def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     engine = (
         EngineConfig(echo=settings.database_echo)
         if settings.uses_sqlite
-        else EngineConfig(
-            echo=settings.database_echo, pool_size=settings.database_pool_size, pool_pre_ping=True
-        )
+        else EngineConfig(echo=settings.database_echo, pool_size=settings.database_pool_size, pool_pre_ping=True)
     )
     return SQLAlchemyAsyncConfig(
         connection_string=url,

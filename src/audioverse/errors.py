@@ -143,9 +143,7 @@ def problem(
 
 
 def _from_domain(exc: DomainError) -> ProblemDetailsException:
-    return problem(
-        exc.status_code, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers, extra=exc.extra
-    )
+    return problem(exc.status_code, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers, extra=exc.extra)
 
 
 def _validation_errors(extra: Any) -> list[FieldError]:
@@ -153,9 +151,7 @@ def _validation_errors(extra: Any) -> list[FieldError]:
     if not isinstance(extra, list):
         return []
     return [
-        FieldError(
-            field=str(item.get("key") or item.get("source") or "body"), message=str(item.get("message", ""))
-        )
+        FieldError(field=str(item.get("key") or item.get("source") or "body"), message=str(item.get("message", "")))
         for item in extra
         if isinstance(item, dict)
     ]

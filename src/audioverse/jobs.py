@@ -16,9 +16,7 @@ RESULT_TTL_SECONDS = 3600
 def build_broker(settings: Settings) -> AsyncBroker:
     """In-process broker for the embedded profile, a Redis list queue for production."""
     # Tasks labelled ``retry_on_error`` retry with exponential backoff (e.g. SMTP or engine down).
-    retries = SmartRetryMiddleware(
-        default_delay=2, use_delay_exponent=True, max_delay_exponent=300, use_jitter=True
-    )
+    retries = SmartRetryMiddleware(default_delay=2, use_delay_exponent=True, max_delay_exponent=300, use_jitter=True)
     if settings.redis_url is None:
         return InMemoryBroker().with_middlewares(retries)
     result_backend: RedisAsyncResultBackend[Any] = RedisAsyncResultBackend(

@@ -24,9 +24,7 @@ async def register(client: Client, identity: Identity) -> dict[str, Any]:
 
 
 async def login(client: Client, login_name: str, password: str) -> dict[str, Any]:
-    response = await client.post(
-        "/api/auth/login/", json={"username_or_email": login_name, "password": password}
-    )
+    response = await client.post("/api/auth/login/", json={"username_or_email": login_name, "password": password})
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -77,9 +75,7 @@ async def test_register_verify_login_refresh_reuse_logout_reset(
 
     session = await login(client, identity.username, identity.password)
     other_device = await login(client, identity.username, identity.password)
-    assert (
-        await client.post("/api/auth/logout/", json={"refresh_token": session["refresh_token"]})
-    ).status_code == 204
+    assert (await client.post("/api/auth/logout/", json={"refresh_token": session["refresh_token"]})).status_code == 204
     after_logout = await client.post("/api/auth/refresh/", json={"refresh_token": session["refresh_token"]})
     assert after_logout.status_code == 401
 
@@ -101,16 +97,12 @@ async def test_register_verify_login_refresh_reuse_logout_reset(
     assert old_password.status_code == 401
     await login(client, identity.username, new_password)
     # Every session from before the reset is gone: refresh tokens and access tokens alike.
-    stale_refresh = await client.post(
-        "/api/auth/refresh/", json={"refresh_token": other_device["refresh_token"]}
-    )
+    stale_refresh = await client.post("/api/auth/refresh/", json={"refresh_token": other_device["refresh_token"]})
     assert stale_refresh.status_code == 401
     assert (await client.get("/api/users/me/", headers=bearer(other_device))).status_code == 401
 
 
-async def test_wrong_password_and_unknown_account_answer_identically(
-    client: Client, identity: Identity
-) -> None:
+async def test_wrong_password_and_unknown_account_answer_identically(client: Client, identity: Identity) -> None:
     await register(client, identity)
     wrong = await client.post(
         "/api/auth/login/",
@@ -150,9 +142,7 @@ async def test_duplicates_are_409_regardless_of_case(client: Client, identity: I
         json={"email": identity.email.upper(), "username": other.username, "password": other.password},
     )
     assert same_email.status_code == 409
-    assert same_email.json()["errors"] == [
-        {"field": "email", "message": "An account with this email already exists."}
-    ]
+    assert same_email.json()["errors"] == [{"field": "email", "message": "An account with this email already exists."}]
     same_username = await client.post(
         "/api/auth/register/",
         json={"email": other.email, "username": identity.username.upper(), "password": other.password},

@@ -51,9 +51,7 @@ def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:  # type
         yield client  # type: ignore[misc]
 
 
-@hypothesis_settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(route=st.sampled_from(ROUTES), body=bodies)
 def test_json_bodies_never_cause_a_500(fuzz_client: TestClient, route: str, body: object) -> None:  # type: ignore[type-arg]
     response = fuzz_client.post(route, json=body)
@@ -62,9 +60,7 @@ def test_json_bodies_never_cause_a_500(fuzz_client: TestClient, route: str, body
         assert response.headers["content-type"].startswith("application/problem+json")
 
 
-@hypothesis_settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     route=st.sampled_from(ROUTES),
     raw=st.binary(max_size=200),
@@ -72,9 +68,7 @@ def test_json_bodies_never_cause_a_500(fuzz_client: TestClient, route: str, body
         ["application/json", "text/plain", "multipart/form-data", "application/x-www-form-urlencoded"]
     ),
 )
-def test_raw_bodies_never_cause_a_500(
-    fuzz_client: TestClient, route: str, raw: bytes, content_type: str
-) -> None:  # type: ignore[type-arg]
+def test_raw_bodies_never_cause_a_500(fuzz_client: TestClient, route: str, raw: bytes, content_type: str) -> None:  # type: ignore[type-arg]
     response = fuzz_client.post(route, content=raw, headers={"Content-Type": content_type})
     assert response.status_code < 500, (route, raw, response.text)
 

@@ -27,9 +27,7 @@ def image_bytes(image_format: str, size: tuple[int, int] = (32, 32)) -> bytes:
     return buffer.getvalue()
 
 
-async def test_profile_read_and_patch(
-    client: Client, listener_tokens: dict[str, Any], identity: Identity
-) -> None:
+async def test_profile_read_and_patch(client: Client, listener_tokens: dict[str, Any], identity: Identity) -> None:
     me = await client.get("/api/users/me", headers=bearer(listener_tokens))
     assert set(me.json()) == {
         "id", "email", "username", "bio", "profile_picture_url", "default_playback_speed",
@@ -115,9 +113,7 @@ async def test_picture_upload_is_served_back(
     assert served.headers["content-type"] == f"image/{image_format.lower()}"
 
 
-async def test_replacing_a_picture_removes_the_old_one(
-    client: Client, listener_tokens: dict[str, Any]
-) -> None:
+async def test_replacing_a_picture_removes_the_old_one(client: Client, listener_tokens: dict[str, Any]) -> None:
     first = await client.put(
         "/api/users/me/picture/",
         headers=bearer(listener_tokens),
@@ -154,9 +150,7 @@ async def test_bad_pictures_are_refused(
     assert me.json()["profile_picture_url"] is None
 
 
-async def test_oversized_picture_is_413(
-    client: Client, listener_tokens: dict[str, Any], settings: Any
-) -> None:
+async def test_oversized_picture_is_413(client: Client, listener_tokens: dict[str, Any], settings: Any) -> None:
     big = b"\x89PNG" + b"\0" * settings.max_picture_bytes
     response = await client.put(
         "/api/users/me/picture/", headers=bearer(listener_tokens), files={"picture": ("big.png", big)}
@@ -211,9 +205,7 @@ async def test_only_admins_change_roles(
         f"/api/admin/users/{listener['id']}/role/", headers=bearer(admin_tokens), json={"role": "owner"}
     )
     assert bad_role.status_code in {400, 422}
-    missing = await client.put(
-        "/api/admin/users/987654321/role/", headers=bearer(admin_tokens), json={"role": "admin"}
-    )
+    missing = await client.put("/api/admin/users/987654321/role/", headers=bearer(admin_tokens), json={"role": "admin"})
     assert missing.status_code == 404
 
 
@@ -236,9 +228,7 @@ def _connection(user: User) -> Any:
         (Role.ADMIN, True, True, True),
     ],
 )
-def test_guards_allow_and_refuse(
-    role: Role, verified: bool, curator_allowed: bool, verified_allowed: bool
-) -> None:
+def test_guards_allow_and_refuse(role: Role, verified: bool, curator_allowed: bool, verified_allowed: bool) -> None:
     user = User(id=7, role=role, is_verified=verified)
     for guard, allowed in ((requires_curator, curator_allowed), (requires_verified, verified_allowed)):
         if allowed:

@@ -57,9 +57,7 @@ async def test_forged_access_tokens_are_rejected(
         response = await client.get("/api/users/me/", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401, name
         assert response.headers["content-type"].startswith("application/problem+json"), name
-    assert (
-        await client.get("/api/users/me/", headers={"Authorization": f"Bearer {genuine}"})
-    ).status_code == 200
+    assert (await client.get("/api/users/me/", headers={"Authorization": f"Bearer {genuine}"})).status_code == 200
 
 
 async def test_missing_token_is_401(client: Client) -> None:
@@ -105,9 +103,7 @@ async def test_login_rate_limit_trips_and_recovers(short_lived_client: Client, i
     assert (await short_lived_client.post("/api/auth/login/", json=body)).status_code == 401
 
 
-async def test_reset_requests_are_rate_limited_per_account(
-    short_lived_client: Client, identity: Identity
-) -> None:
+async def test_reset_requests_are_rate_limited_per_account(short_lived_client: Client, identity: Identity) -> None:
     for _ in range(3):
         response = await short_lived_client.post("/api/auth/password-reset/", json={"email": identity.email})
         assert response.status_code == 202

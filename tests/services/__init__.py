@@ -31,13 +31,9 @@ from moto.server import ThreadedMotoServer
 from audioverse.config import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-POSTGRES_ADMIN_URL = os.environ.get(
-    "AUDIOVERSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+POSTGRES_ADMIN_URL = os.environ.get("AUDIOVERSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("AUDIOVERSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-MEILISEARCH_BINARY = (
-    Path(__file__).parent / "node_modules" / "@gaubee" / "meilisearch-linux-amd64" / "meilisearch"
-)
+MEILISEARCH_BINARY = Path(__file__).parent / "node_modules" / "@gaubee" / "meilisearch-linux-amd64" / "meilisearch"
 
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
@@ -122,9 +118,7 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: flo
 def run_meilisearch(data_root: Path, port: int | None = None) -> Iterator[MeilisearchServer]:
     """Start the real Meilisearch binary (npm package) on loopback with a temporary data dir."""
     if not MEILISEARCH_BINARY.exists():
-        service_missing(
-            f"Meilisearch binary not installed at {MEILISEARCH_BINARY} (npm ci in tests/services)"
-        )
+        service_missing(f"Meilisearch binary not installed at {MEILISEARCH_BINARY} (npm ci in tests/services)")
     mode = MEILISEARCH_BINARY.stat().st_mode
     if not mode & stat.S_IXUSR:
         # npm unpacks the binary without the execute bit.

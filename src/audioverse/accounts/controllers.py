@@ -8,7 +8,6 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post, put
 from litestar.background_tasks import BackgroundTask
@@ -17,7 +16,6 @@ from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Stream
-from PIL import Image, UnidentifiedImageError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.auth import PUBLIC, requires_admin
@@ -39,14 +37,13 @@ from audioverse.accounts.schemas import (
 )
 from audioverse.accounts.services import Accounts
 from audioverse.config import Settings
-from audioverse.errors import FieldError, NotFound, PayloadTooLarge, Unprocessable, problem_responses
+from audioverse.errors import NotFound, problem_responses
 from audioverse.jobs import TaskQueue
 from audioverse.mail import OutgoingEmail
 from audioverse.ratelimit import RateLimiter
 from audioverse.storage import ObjectNotFound, Storage
+from audioverse.uploads import IMAGE_TYPES, identify_image_async, required_file, save_upload
 
-PICTURE_FORMATS = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png"), "WEBP": ("webp", "image/webp")}
-PICTURE_TYPES = {extension: mime for extension, mime in PICTURE_FORMATS.values()}
 ACCEPTED_DETAIL = "If an account matches, an email is on its way."
 
 
@@ -138,9 +135,7 @@ class AuthController(Controller):
         task_queue: TaskQueue,
         auth_rate_limiter: RateLimiter,
     ) -> Response[Accepted]:
-        await auth_rate_limiter.hit(
-            f"resend:client:{client_address(request)}", f"resend:account:{data.email.lower()}"
-        )
+        await auth_rate_limiter.hit(f"resend:client:{client_address(request)}", f"resend:account:{data.email.lower()}")
         email = await accounts.resend_verification(data.email)
         return Response(
             Accepted(detail=ACCEPTED_DETAIL),
@@ -198,9 +193,7 @@ class AuthController(Controller):
         task_queue: TaskQueue,
         auth_rate_limiter: RateLimiter,
     ) -> Response[Accepted]:
-        await auth_rate_limiter.hit(
-            f"reset:client:{client_address(request)}", f"reset:account:{data.email.lower()}"
-        )
+        await auth_rate_limiter.hit(f"reset:client:{client_address(request)}", f"reset:account:{data.email.lower()}")
         email = await accounts.password_reset_email(data.email)
         return Response(
             Accepted(detail=ACCEPTED_DETAIL),
@@ -259,8 +252,7 @@ class ProfileController(Controller):
         self, data: ProfilePatch, request: Request[User, Any, Any], accounts: Accounts, task_queue: TaskQueue
     ) -> Response[UserRead]:
         fields = {
-            name: None if value is msgspec.UNSET else value
-            for name, value in msgspec.structs.asdict(data).items()
+            name: None if value is msgspec.UNSET else value for name, value in msgspec.structs.asdict(data).items()
         }
         email = await accounts.update_profile(request.user, **fields)
         return Response(user_read(request.user), background=send_after_commit(task_queue, email))
@@ -279,17 +271,12 @@ class ProfileController(Controller):
         settings: Settings,
         db_session: AsyncSession,
     ) -> Response[UserRead]:
-        upload = data.get("picture")
-        if not isinstance(upload, UploadFile):
-            raise Unprocessable(
-                "Send the image as a multipart file field named `picture`.",
-                errors=[FieldError(field="picture", message="A file is required.")],
-            )
+        upload = required_file(data.get("picture"), "picture", "image")
         user = request.user
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "picture"
-            await _save_limited(upload, path, settings.max_picture_bytes)
-            extension, content_type = await anyio.to_thread.run_sync(_identify_image, path)
+            await save_upload(upload, path, settings.max_picture_bytes, "picture")
+            extension, content_type = await identify_image_async(path, "picture")
             key = f"users/{user.id}/picture-{secrets.token_hex(8)}.{extension}"
             await storage.put_file(key, path, content_type)
         previous = user.profile_picture_key
@@ -330,45 +317,12 @@ class ProfileController(Controller):
             raise NotFound("This user has no profile picture.") from exc
         return Stream(
             storage.read_range(key),
-            media_type=PICTURE_TYPES[key.rsplit(".", 1)[-1]],
+            media_type=IMAGE_TYPES[key.rsplit(".", 1)[-1]],
             headers={
                 "Content-Length": str(info.size),
                 "Cache-Control": "public, max-age=31536000, immutable",
             },
         )
-
-
-async def _save_limited(upload: UploadFile, path: Path, limit: int) -> None:
-    written = 0
-    async with await anyio.open_file(path, "wb") as target:
-        while chunk := await upload.read(64 * 1024):
-            written += len(chunk)
-            if written > limit:
-                raise PayloadTooLarge(f"The picture is larger than {limit} bytes.")
-            await target.write(chunk)
-    if written == 0:
-        raise Unprocessable(
-            "The picture is empty.", errors=[FieldError(field="picture", message="The file is empty.")]
-        )
-
-
-def _identify_image(path: Path) -> tuple[str, str]:
-    """The stored extension and media type, judged by the bytes; refuse anything but a whole image."""
-    not_an_image = Unprocessable(
-        "The picture must be a JPEG, PNG or WebP image.",
-        errors=[FieldError(field="picture", message="Not a readable JPEG, PNG or WebP image.")],
-    )
-    try:
-        with Image.open(path) as image:
-            image_format = image.format
-            image.verify()
-        with Image.open(path) as image:
-            image.load()  # verify() misses truncated pixel data; decoding does not
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise not_an_image from exc
-    if image_format not in PICTURE_FORMATS:
-        raise not_an_image
-    return PICTURE_FORMATS[image_format]
 
 
 class AdminUsersController(Controller):

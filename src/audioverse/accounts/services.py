@@ -43,13 +43,9 @@ class UserService(SQLAlchemyAsyncRepositoryService[User]):
 
     async def find_by_login(self, username_or_email: str) -> User | None:
         identifier = username_or_email.strip().lower()
-        return await self.get_one_or_none(
-            or_(User.email == identifier, func.lower(User.username) == identifier)
-        )
+        return await self.get_one_or_none(or_(User.email == identifier, func.lower(User.username) == identifier))
 
-    async def ensure_available(
-        self, *, email: str | None, username: str | None, exclude_id: int | None
-    ) -> None:
+    async def ensure_available(self, *, email: str | None, username: str | None, exclude_id: int | None) -> None:
         """409 naming the field when another account already holds that email or username."""
         errors = []
         if email is not None:
@@ -227,9 +223,7 @@ class Accounts:
     async def _spend_email_token(self, token: str, purpose: EmailTokenPurpose) -> EmailToken:
         now = utcnow()
         stored = await self.session.scalar(
-            select(EmailToken).where(
-                EmailToken.token_hash == token_digest(token), EmailToken.purpose == purpose
-            )
+            select(EmailToken).where(EmailToken.token_hash == token_digest(token), EmailToken.purpose == purpose)
         )
         invalid = Unprocessable(
             "The link is invalid, expired or already used; ask for a new one.",
