@@ -9,7 +9,7 @@ from typing import Any
 from taskiq import AsyncBroker
 
 from audioverse.config import Settings
-from tasks import email, system
+from tasks import email, reviews, system
 from tasks.runtime import install_resources
 
 
@@ -26,6 +26,8 @@ RETRY = {"retry_on_error": True, "max_retries": 5}
 TASKS = [
     TaskSpec("system.ping", system.ping),
     TaskSpec("email.send", email.send_email, RETRY),
+    TaskSpec("reviews.recompute_aggregates", reviews.recompute_book_aggregates, RETRY),
+    TaskSpec("reviews.recompute_all", reviews.recompute_all_aggregates, {"schedule": [{"cron": "17 * * * *"}]}),
 ]
 
 

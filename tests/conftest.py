@@ -30,6 +30,7 @@ from tests.services import (
 )
 
 PROFILES = ["embedded", "production"]
+pytest_plugins = ["tests.accounts.fixtures", "tests.catalog.fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +78,7 @@ def settings(profile: str, data_root: Path, request: pytest.FixtureRequest) -> S
     """Settings of the profile under test; each profile keeps its own data directory."""
     data_dir = data_root / profile
     if profile == "embedded":
-        return Settings(data_dir=data_dir, auth_rate_limit=1000)
+        return Settings(data_dir=data_dir, auth_rate_limit=1000, seed_demo_on_startup=False)
     database_url: str = request.getfixturevalue("postgres_database")
     namespace: str = request.getfixturevalue("redis_namespace")
     smtp: SmtpServer = request.getfixturevalue("session_smtp")
@@ -89,6 +90,7 @@ def settings(profile: str, data_root: Path, request: pytest.FixtureRequest) -> S
         task_queue_name=f"{namespace}:tasks",
         secret_key=TEST_SECRET_KEY,
         auth_rate_limit=1000,
+        seed_demo_on_startup=False,
         email_backend="smtp",
         smtp_host=smtp.host,
         smtp_port=smtp.port,

@@ -43,6 +43,7 @@ async def test_ready_names_an_unreachable_database(tmp_path: Path) -> None:
         data_dir=tmp_path,
         database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere",
         migrate_on_startup=False,
+        seed_demo_on_startup=False,
         secret_key=TEST_SECRET_KEY,
         readiness_timeout_seconds=1.0,
     )
@@ -61,6 +62,7 @@ async def test_ready_names_an_unreachable_broker_and_storage(tmp_path: Path) -> 
         data_dir=tmp_path,
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
         storage_local_dir=blocker / "storage",
+        seed_demo_on_startup=False,
         readiness_timeout_seconds=1.0,
     )
     body = await _ready_problem(settings)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from litestar import Litestar, get
 from litestar.config.cors import CORSConfig
 from litestar.data_extractors import RequestExtractorField, ResponseExtractorField
@@ -27,13 +27,22 @@ from redis.asyncio import Redis
 from audioverse import __version__
 from audioverse.accounts.auth import build_jwt_auth
 from audioverse.accounts.controllers import AdminUsersController, AuthController, ProfileController
+from audioverse.catalog.controllers import (
+    AudiobookController,
+    AuthorController,
+    GenreController,
+    NarratorController,
+)
+from audioverse.catalog.seed import DemoSeeder
 from audioverse.cli import AudioverseCLIPlugin
 from audioverse.config import Settings
 from audioverse.db import ensure_data_dir, migrate_to_head, sqlalchemy_config
 from audioverse.errors import problem_details_plugin
 from audioverse.health import HealthController, ReadinessProbes, database_probe
 from audioverse.jobs import TaskQueue, build_broker
+from audioverse.model_registry import catalog_outbox  # noqa: F401  (outbox rows on every catalog flush)
 from audioverse.ratelimit import RateLimiter
+from audioverse.reviews.controllers import BookReviewsController, ReviewController
 from audioverse.signing import resolve_secret_key
 from audioverse.storage import Storage, build_storage
 from tasks import register_tasks
@@ -56,6 +65,16 @@ def _stores(settings: Settings, redis: Redis | None) -> StoreRegistry:
 
 REQUEST_LOG_FIELDS: tuple[RequestExtractorField, ...] = ("path", "method", "query", "client")
 RESPONSE_LOG_FIELDS: tuple[ResponseExtractorField, ...] = ("status_code",)
+
+
+async def seed_if_empty(database: SQLAlchemyAsyncConfig, storage: Storage, books: int) -> None:
+    async with database.get_session() as session:
+        seeder = DemoSeeder(session, storage)
+        if await seeder.is_empty():
+            logger = structlog.get_logger(__name__)
+            logger.info("seeding the demo catalog", books=books)
+            await seeder.seed(books)
+            logger.info("demo catalog ready", books=books)
 
 
 def request_logging_config() -> LoggingMiddlewareConfig:
@@ -95,6 +114,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.migrate_on_startup:
             await migrate_to_head(database)
+        if settings.seed_demo_on_startup:
+            await seed_if_empty(database, storage, settings.demo_books)
         await broker.startup()
         try:
             yield
@@ -121,6 +142,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuthController,
             ProfileController,
             AdminUsersController,
+            AudiobookController,
+            AuthorController,
+            NarratorController,
+            GenreController,
+            BookReviewsController,
+            ReviewController,
         ],
         on_app_init=[jwt_auth.on_app_init],
         plugins=[
@@ -138,6 +165,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "storage": storage,
                 "broker": broker,
                 "jwt_auth": jwt_auth,
+                "database": database,
             }
         ),
         dependencies={

@@ -15,10 +15,12 @@ from taskiq.cli.worker.run import run_worker
 
 from audioverse.accounts.auth import build_jwt_auth
 from audioverse.accounts.services import Accounts
+from audioverse.catalog.seed import DEMO_PASSWORD, DEMO_USERS, DemoSeeder
 from audioverse.config import Settings
 from audioverse.db import migrate_to_head, sqlalchemy_config
 from audioverse.errors import DomainError
 from audioverse.signing import resolve_secret_key
+from audioverse.storage import build_storage
 
 APP_PATH = "audioverse.app:create_app"
 
@@ -67,6 +69,45 @@ def create_admin_command(email: str, username: str, password: str) -> None:
     click.echo(f"Created admin {username!r} (id {user_id}).")
 
 
+@click.command(name="seed")
+@click.option(
+    "--books", type=click.IntRange(min=1), default=None, help="How many books (default: AUDIOVERSE_DEMO_BOOKS)."
+)
+@click.option("--force", is_flag=True, help="Add the demo books even if the catalog is not empty.")
+def seed_command(books: int | None, force: bool) -> None:
+    """Fill the catalog with demo books (real, small, chaptered MP3s) and demo users."""
+    settings = Settings.from_env()
+    count = books or settings.demo_books
+    database = sqlalchemy_config(settings)
+
+    async def seed() -> int:
+        await migrate_to_head(database)
+        async with database.get_session() as session:
+            with click.progressbar(length=count, label="Seeding demo books") as bar:
+                done = 0
+
+                def advance(total: int) -> None:
+                    nonlocal done
+                    bar.update(total - done)
+                    done = total
+
+                seeder = DemoSeeder(session, build_storage(settings), progress=advance)
+                if not force and not await seeder.is_empty():
+                    return 0
+                created = await seeder.seed(count)
+        await database.get_engine().dispose()
+        return created
+
+    created = asyncio.run(seed())
+    if created:
+        click.echo(
+            f"Added {created} demo books. Demo users: {', '.join(n for n, _ in DEMO_USERS)}; "
+            f"password {DEMO_PASSWORD!r}."
+        )
+    else:
+        click.echo("The catalog is not empty; nothing added (use --force to add anyway).")
+
+
 class AudioverseCLIPlugin(CLIPlugin):
     """Adds AudioVerse's commands to the Litestar command group."""
 
@@ -74,6 +115,7 @@ class AudioverseCLIPlugin(CLIPlugin):
         cli.add_command(worker_command)
         cli.add_command(scheduler_command)
         cli.add_command(users_group)
+        cli.add_command(seed_command)
 
 
 def main() -> None:

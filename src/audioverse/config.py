@@ -29,6 +29,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_echo: bool = False
     database_pool_size: int = 10
     migrate_on_startup: bool = True
+    seed_demo_on_startup: bool = True
+    demo_books: int = 200
     redis_url: str | None = None
     redis_namespace: str = "audioverse"
     task_queue_name: str = "audioverse:tasks"
@@ -44,6 +46,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     auth_rate_limit: int = 10
     auth_rate_window_seconds: int = 300
     max_picture_bytes: int = 5 * 1024 * 1024
+    max_upload_bytes: int = 2 * 1024 * 1024 * 1024
     email_backend: Literal["file", "smtp"] = "file"
     email_from: str = "AudioVerse <no-reply@audioverse.local>"
     smtp_host: str = "127.0.0.1"

@@ -46,7 +46,9 @@ bodies = st.one_of(
 
 @pytest.fixture(scope="module")
 def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:  # type: ignore[type-arg]
-    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("fuzz"), auth_rate_limit=10**9))
+    app = create_app(
+        Settings(data_dir=tmp_path_factory.mktemp("fuzz"), auth_rate_limit=10**9, seed_demo_on_startup=False)
+    )
     with TestClient(app) as client:
         yield client  # type: ignore[misc]
 

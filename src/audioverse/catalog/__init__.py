@@ -1,0 +1,1 @@
+"""Catalog: audiobooks, authors, narrators, genres, chapters, uploads and the search outbox."""

@@ -1,0 +1,379 @@
+"""HTTP routes of the catalog: audiobooks, chapters, covers, authors, narrators and genres."""
+
+from __future__ import annotations
+
+from datetime import date
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.background_tasks import BackgroundTask
+from litestar.di import Provide
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, Parameter
+from litestar.response import Stream
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from audioverse.accounts.auth import PUBLIC, ensure_owner_or_curator, requires_curator, requires_verified
+from audioverse.accounts.models import User
+from audioverse.catalog.ingest import ingest
+from audioverse.catalog.models import Audiobook, Author, Narrator
+from audioverse.catalog.schemas import (
+    AudiobookDetail,
+    AudiobookPage,
+    AudiobookRead,
+    AudiobookUpdate,
+    ChapterRead,
+    ChapterWrite,
+    GenreRead,
+    GenreRef,
+    PersonDetail,
+    PersonPage,
+    PersonRead,
+    PersonRef,
+    PersonUpdate,
+)
+from audioverse.catalog.seed import SHARED_AUDIO_PREFIX
+from audioverse.catalog.services import AudiobookQuery, Catalog
+from audioverse.config import Settings
+from audioverse.errors import NotFound, PayloadTooLarge, problem_responses
+from audioverse.storage import ObjectNotFound, Storage
+from audioverse.uploads import IMAGE_TYPES
+
+SortField = Literal[
+    "title",
+    "-title",
+    "release_date",
+    "-release_date",
+    "duration_seconds",
+    "-duration_seconds",
+    "average_rating",
+    "-average_rating",
+    "play_count",
+    "-play_count",
+    "created_at",
+    "-created_at",
+]
+Limit = Annotated[int, Parameter(ge=1, le=100, description="Page size (max 100).")]
+Offset = Annotated[int, Parameter(ge=0, description="Items to skip.")]
+NOT_FOUND = problem_responses(HTTPStatus.NOT_FOUND)
+UPLOAD_FORM_OVERHEAD_BYTES = 16 * 1024 * 1024  # the cover and metadata fields beside the audio
+EDIT_ERRORS = problem_responses(
+    HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY
+)
+
+
+async def refuse_oversized_upload(request: Request[Any, Any, Any]) -> None:
+    settings: Settings = request.app.state.settings
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.max_upload_bytes + UPLOAD_FORM_OVERHEAD_BYTES:
+        raise PayloadTooLarge(f"The upload is larger than the limit of {settings.max_upload_bytes} bytes.")
+
+
+def provide_catalog(db_session: AsyncSession) -> Catalog:
+    return Catalog(db_session)
+
+
+def cover_url(book: Audiobook) -> str | None:
+    if not book.cover_key:
+        return None
+    version = book.cover_key.rsplit("/", 2)[-2][:8]
+    return f"/api/audiobooks/{book.id}/cover/?v={version}"
+
+
+def audiobook_read(book: Audiobook) -> AudiobookRead:
+    return AudiobookRead(
+        id=book.id,
+        title=book.title,
+        subtitle=book.subtitle,
+        description=book.description,
+        cover_url=cover_url(book),
+        duration_seconds=book.duration_seconds,
+        release_date=book.release_date,
+        language=book.language,
+        publisher=book.publisher,
+        isbn=book.isbn,
+        series=book.series,
+        series_position=book.series_position,
+        authors=[PersonRef(id=author.id, name=author.name) for author in book.authors],
+        narrators=[PersonRef(id=narrator.id, name=narrator.name) for narrator in book.narrators],
+        genres=[GenreRef(id=genre.id, name=genre.name, slug=genre.slug) for genre in book.genres],
+        average_rating=float(book.average_rating),
+        total_ratings=book.total_ratings,
+        total_reviews=book.total_reviews,
+        play_count=book.play_count,
+        format=book.format,
+        mime_type=book.mime_type,
+        size_bytes=book.size_bytes,
+        bitrate=book.bitrate,
+        uploaded_by=book.uploaded_by_id,
+        created_at=book.created_at,
+        updated_at=book.updated_at,
+    )
+
+
+def chapter_reads(book: Audiobook) -> list[ChapterRead]:
+    return [
+        ChapterRead(
+            chapter_number=chapter.chapter_number,
+            title=chapter.title,
+            start_time_seconds=chapter.start_time_seconds,
+            end_time_seconds=chapter.end_time_seconds,
+        )
+        for chapter in book.chapters
+    ]
+
+
+def audiobook_detail(book: Audiobook) -> AudiobookDetail:
+    return AudiobookDetail(**msgspec.structs.asdict(audiobook_read(book)), chapters=chapter_reads(book))
+
+
+class AudiobookController(Controller):
+    path = "/api/audiobooks"
+    tags = ["catalog"]
+    dependencies = {"catalog": Provide(provide_catalog, sync_to_thread=False)}
+
+    @get("/", summary="List audiobooks", opt=PUBLIC, responses=problem_responses(HTTPStatus.BAD_REQUEST))
+    async def list_audiobooks(
+        self,
+        catalog: Catalog,
+        genre: Annotated[str | None, Parameter(description="Genre slug.", max_length=100)] = None,
+        author: Annotated[int | None, Parameter(description="Author id.")] = None,
+        narrator: Annotated[int | None, Parameter(description="Narrator id.")] = None,
+        language: Annotated[str | None, Parameter(max_length=35)] = None,
+        duration_min: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
+        duration_max: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
+        released_after: Annotated[date | None, Parameter(description="On or after this date.")] = None,
+        released_before: Annotated[date | None, Parameter(description="On or before this date.")] = None,
+        min_rating: Annotated[float | None, Parameter(ge=0, le=5)] = None,
+        sort: Annotated[SortField, Parameter(description="Field, `-` for descending.")] = "-created_at",
+        limit: Limit = 20,
+        offset: Offset = 0,
+    ) -> AudiobookPage:
+        query = AudiobookQuery(
+            genre=genre,
+            author=author,
+            narrator=narrator,
+            language=language,
+            duration_min=duration_min,
+            duration_max=duration_max,
+            released_after=released_after,
+            released_before=released_before,
+            min_rating=min_rating,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+        )
+        books, total = await catalog.audiobooks.page(query)
+        return AudiobookPage(items=[audiobook_read(book) for book in books], total=total, limit=limit, offset=offset)
+
+    @get("/{audiobook_id:int}", summary="An audiobook with its chapters", opt=PUBLIC, responses=NOT_FOUND)
+    async def get_audiobook(self, audiobook_id: int, catalog: Catalog) -> AudiobookDetail:
+        return audiobook_detail(await catalog.audiobooks.detail(audiobook_id))
+
+    async def _editable(self, audiobook_id: int, catalog: Catalog, user: User) -> Audiobook:
+        book = await catalog.audiobooks.detail(audiobook_id)
+        ensure_owner_or_curator(user, book.uploaded_by_id, "this audiobook")
+        return book
+
+    @patch("/{audiobook_id:int}", summary="Change some metadata (uploader or curator)", responses=EDIT_ERRORS)
+    async def update_audiobook(
+        self, audiobook_id: int, data: AudiobookUpdate, catalog: Catalog, request: Request[User, Any, Any]
+    ) -> AudiobookDetail:
+        book = await self._editable(audiobook_id, catalog, request.user)
+        fields = {name: value for name, value in msgspec.structs.asdict(data).items() if value is not msgspec.UNSET}
+        await catalog.set_people_and_genres(
+            book,
+            authors=fields.pop("authors", None),
+            narrators=fields.pop("narrators", None),
+            genres=fields.pop("genres", None),
+        )
+        for name, value in fields.items():
+            setattr(book, name, value)
+        await catalog.session.flush()
+        await catalog.session.refresh(book, attribute_names=["updated_at"])
+        return audiobook_detail(book)
+
+    @put("/{audiobook_id:int}", summary="Replace metadata (uploader or curator)", responses=EDIT_ERRORS)
+    async def replace_audiobook(
+        self, audiobook_id: int, data: AudiobookUpdate, catalog: Catalog, request: Request[User, Any, Any]
+    ) -> AudiobookDetail:
+        updated: AudiobookDetail = await self.update_audiobook.fn(self, audiobook_id, data, catalog, request)
+        return updated
+
+    @delete(
+        "/{audiobook_id:int}",
+        summary="Delete an audiobook (uploader or curator)",
+        description="Its audio and cover leave storage once the deletion has committed.",
+        responses=problem_responses(HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND),
+    )
+    async def delete_audiobook(
+        self, audiobook_id: int, catalog: Catalog, storage: Storage, request: Request[User, Any, Any]
+    ) -> Response[None]:
+        book = await self._editable(audiobook_id, catalog, request.user)
+        # Large demo catalogs share a few recordings; those stay for the other books.
+        keys = [key for key in (book.audio_key, book.cover_key) if key and not key.startswith(SHARED_AUDIO_PREFIX)]
+        await catalog.session.delete(book)
+        await catalog.session.flush()
+
+        async def remove_objects() -> None:
+            for key in keys:
+                await storage.delete(key)
+
+        return Response(None, status_code=HTTPStatus.NO_CONTENT, background=BackgroundTask(remove_objects))
+
+    @get("/{audiobook_id:int}/chapters", summary="Chapters, in order", opt=PUBLIC, responses=NOT_FOUND)
+    async def get_chapters(self, audiobook_id: int, catalog: Catalog) -> list[ChapterRead]:
+        return chapter_reads(await catalog.audiobooks.detail(audiobook_id))
+
+    @put(
+        "/{audiobook_id:int}/chapters",
+        summary="Replace the chapter list (uploader or curator)",
+        description="Ordered, non-overlapping, each within the book's duration.",
+        responses=EDIT_ERRORS,
+    )
+    async def replace_chapters(
+        self,
+        audiobook_id: int,
+        data: Annotated[list[ChapterWrite], Body(description="The new chapters, in order.")],
+        catalog: Catalog,
+        request: Request[User, Any, Any],
+    ) -> list[ChapterRead]:
+        book = await self._editable(audiobook_id, catalog, request.user)
+        await catalog.replace_chapters(book, data)
+        return chapter_reads(book)
+
+    @get("/{audiobook_id:int}/cover", summary="The cover image", opt=PUBLIC, responses=NOT_FOUND)
+    async def get_cover(self, audiobook_id: int, catalog: Catalog, storage: Storage) -> Stream:
+        book = await catalog.audiobooks.get_one_or_none(id=audiobook_id)
+        if book is None or not book.cover_key:
+            raise NotFound("This audiobook has no cover.")
+        try:
+            info = await storage.stat(book.cover_key)
+        except ObjectNotFound as exc:
+            raise NotFound("This audiobook has no cover.") from exc
+        return Stream(
+            storage.read_range(book.cover_key),
+            media_type=IMAGE_TYPES[book.cover_key.rsplit(".", 1)[-1]],
+            headers={"Content-Length": str(info.size), "Cache-Control": "public, max-age=31536000, immutable"},
+        )
+
+    @post(
+        "/",
+        summary="Upload an audiobook (verified users)",
+        description="multipart/form-data: `audio` (MP3, M4A/M4B, Ogg/Opus, FLAC or WAV), optional `cover`, and "
+        "metadata fields (`title, subtitle, description, authors, narrators, genres, language, release_date, "
+        "publisher, isbn, series, series_position`; people and genres repeat or are comma-separated). "
+        "Duration, bitrate, chapters, tags and embedded cover art are read from the file; form fields win. "
+        "Unreadable audio → 422, over the size limit → 413; nothing is kept from a refused upload.",
+        guards=[requires_verified],
+        status_code=HTTPStatus.CREATED,
+        # The form may be as large as the upload limit (checked up front from Content-Length, and while
+        # copying); Litestar's whole-body cap would refuse it first.
+        request_max_body_size=None,
+        before_request=refuse_oversized_upload,
+        responses=problem_responses(
+            HTTPStatus.FORBIDDEN, HTTPStatus.CONFLICT, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, 422
+        ),
+    )
+    async def upload(
+        self,
+        data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
+        catalog: Catalog,
+        storage: Storage,
+        settings: Settings,
+        request: Request[User, Any, Any],
+    ) -> AudiobookDetail:
+        book = await ingest(catalog, storage, request.user, data, settings.max_upload_bytes, settings.max_picture_bytes)
+        return audiobook_detail(await catalog.audiobooks.detail(book.id))
+
+
+class PeopleController(Controller):
+    """Authors and narrators share one shape; subclasses name the model."""
+
+    model: type[Author] | type[Narrator] = Author
+    tags = ["catalog"]
+    dependencies = {"catalog": Provide(provide_catalog, sync_to_thread=False)}
+
+    async def _person(self, catalog: Catalog, person_id: int) -> Author | Narrator:
+        person: Author | Narrator | None = await catalog.session.get(self.model, person_id)
+        if person is None:
+            raise NotFound(f"No {self.model.__name__.lower()} with id {person_id}.")
+        return person
+
+    @get("/", summary="List, filtered by name with ?q=", opt=PUBLIC)
+    async def list_people(
+        self,
+        catalog: Catalog,
+        q: Annotated[str | None, Parameter(max_length=255, description="Part of the name.")] = None,
+        limit: Limit = 20,
+        offset: Offset = 0,
+    ) -> PersonPage:
+        rows, total = await catalog.people_page(self.model, q=q, limit=limit, offset=offset)
+        return PersonPage(
+            items=[person_read(person, count) for person, count in rows], total=total, limit=limit, offset=offset
+        )
+
+    @get("/{person_id:int}", summary="Profile with their audiobooks", opt=PUBLIC, responses=NOT_FOUND)
+    async def get_person(self, person_id: int, catalog: Catalog) -> PersonDetail:
+        person = await self._person(catalog, person_id)
+        query = (
+            AudiobookQuery(author=person_id, sort="title", limit=100)
+            if self.model is Author
+            else AudiobookQuery(narrator=person_id, sort="title", limit=100)
+        )
+        books, total = await catalog.audiobooks.page(query)
+        return PersonDetail(
+            **msgspec.structs.asdict(person_read(person, total)), audiobooks=[audiobook_read(b) for b in books]
+        )
+
+    @patch("/{person_id:int}", summary="Edit (curators)", guards=[requires_curator], responses=EDIT_ERRORS)
+    async def update_person(self, person_id: int, data: PersonUpdate, catalog: Catalog) -> PersonRead:
+        person = await self._person(catalog, person_id)
+        for name, value in msgspec.structs.asdict(data).items():
+            if value is not msgspec.UNSET:
+                setattr(person, name, value)
+        await catalog.session.flush()
+        return person_read(person, await catalog.audiobook_count(self.model, person.id))
+
+    @put("/{person_id:int}", summary="Edit (curators)", guards=[requires_curator], responses=EDIT_ERRORS)
+    async def replace_person(self, person_id: int, data: PersonUpdate, catalog: Catalog) -> PersonRead:
+        updated: PersonRead = await self.update_person.fn(self, person_id, data, catalog)
+        return updated
+
+
+def person_read(person: Author | Narrator, audiobooks_count: int) -> PersonRead:
+    return PersonRead(
+        id=person.id,
+        name=person.name,
+        bio=person.bio,
+        photo_url=person.photo_url,
+        website=person.website,
+        audiobooks_count=audiobooks_count,
+    )
+
+
+class AuthorController(PeopleController):
+    path = "/api/authors"
+    model = Author
+
+
+class NarratorController(PeopleController):
+    path = "/api/narrators"
+    model = Narrator
+
+
+class GenreController(Controller):
+    path = "/api/genres"
+    tags = ["catalog"]
+
+    @get("/", summary="Every genre with its number of audiobooks", opt=PUBLIC)
+    async def list_genres(self, db_session: AsyncSession) -> list[GenreRead]:
+        rows = await Catalog(db_session).genres_with_counts()
+        return [
+            GenreRead(
+                id=genre.id, name=genre.name, slug=genre.slug, description=genre.description, audiobooks_count=count
+            )
+            for genre, count in rows
+        ]

@@ -1,0 +1,172 @@
+"""Catalog tables: audiobooks with their people, genres and chapters, plus the search outbox."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    column,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from audioverse.db import Base
+
+audiobook_author = Table(
+    "audiobook_author",
+    Base.metadata,
+    Column("audiobook_id", ForeignKey("audiobook.id", ondelete="CASCADE"), primary_key=True),
+    Column("author_id", ForeignKey("author.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+audiobook_narrator = Table(
+    "audiobook_narrator",
+    Base.metadata,
+    Column("audiobook_id", ForeignKey("audiobook.id", ondelete="CASCADE"), primary_key=True),
+    Column("narrator_id", ForeignKey("narrator.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+audiobook_genre = Table(
+    "audiobook_genre",
+    Base.metadata,
+    Column("audiobook_id", ForeignKey("audiobook.id", ondelete="CASCADE"), primary_key=True),
+    Column("genre_id", ForeignKey("genre.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Author(Base):
+    __tablename__ = "author"
+    __table_args__ = (Index("uq_author_name_lower", func.lower(column("name")), unique=True),)
+
+    name: Mapped[str] = mapped_column(String(255))
+    bio: Mapped[str] = mapped_column(Text, default="")
+    photo_url: Mapped[str | None] = mapped_column(String(1000), default=None)
+    website: Mapped[str | None] = mapped_column(String(1000), default=None)
+    audiobooks: Mapped[list[Audiobook]] = relationship(
+        secondary=audiobook_author, back_populates="authors", lazy="raise", viewonly=True
+    )
+
+
+class Narrator(Base):
+    __tablename__ = "narrator"
+    __table_args__ = (Index("uq_narrator_name_lower", func.lower(column("name")), unique=True),)
+
+    name: Mapped[str] = mapped_column(String(255))
+    bio: Mapped[str] = mapped_column(Text, default="")
+    photo_url: Mapped[str | None] = mapped_column(String(1000), default=None)
+    website: Mapped[str | None] = mapped_column(String(1000), default=None)
+    audiobooks: Mapped[list[Audiobook]] = relationship(
+        secondary=audiobook_narrator, back_populates="narrators", lazy="raise", viewonly=True
+    )
+
+
+class Genre(Base):
+    __tablename__ = "genre"
+
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Audiobook(Base):
+    __tablename__ = "audiobook"
+    __table_args__ = (
+        CheckConstraint("duration_seconds >= 0", name="duration_positive"),
+        CheckConstraint("average_rating >= 0 AND average_rating <= 5", name="rating_range"),
+        Index("ix_audiobook_title_lower", func.lower(column("title"))),
+    )
+
+    title: Mapped[str] = mapped_column(String(500))
+    subtitle: Mapped[str | None] = mapped_column(String(500), default=None)
+    description: Mapped[str] = mapped_column(Text, default="")
+    duration_seconds: Mapped[float] = mapped_column(Float, index=True)
+    release_date: Mapped[date | None] = mapped_column(Date, default=None, index=True)
+    language: Mapped[str] = mapped_column(String(35), index=True)
+    publisher: Mapped[str | None] = mapped_column(String(255), default=None)
+    isbn: Mapped[str | None] = mapped_column(String(13), unique=True, default=None)
+    series: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    series_position: Mapped[float | None] = mapped_column(Float, default=None)
+    format: Mapped[str] = mapped_column(String(10))
+    mime_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    bitrate: Mapped[int] = mapped_column(Integer, default=0)
+    audio_key: Mapped[str] = mapped_column(String(500))
+    cover_key: Mapped[str | None] = mapped_column(String(500), default=None)
+    average_rating: Mapped[Decimal] = mapped_column(Numeric(3, 2), default=Decimal("0.00"), index=True)
+    total_ratings: Mapped[int] = mapped_column(Integer, default=0)
+    total_reviews: Mapped[int] = mapped_column(Integer, default=0)
+    play_count: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    uploaded_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL"), default=None, index=True
+    )
+
+    authors: Mapped[list[Author]] = relationship(secondary=audiobook_author, lazy="raise")
+    narrators: Mapped[list[Narrator]] = relationship(secondary=audiobook_narrator, lazy="raise")
+    genres: Mapped[list[Genre]] = relationship(secondary=audiobook_genre, lazy="raise")
+    chapters: Mapped[list[Chapter]] = relationship(
+        back_populates="audiobook",
+        order_by="Chapter.chapter_number",
+        cascade="all, delete-orphan",
+        lazy="raise",
+        passive_deletes=True,
+    )
+
+
+Index("ix_audiobook_created_at", Audiobook.created_at)
+
+
+class Chapter(Base):
+    __tablename__ = "chapter"
+    __table_args__ = (
+        UniqueConstraint("audiobook_id", "chapter_number"),
+        CheckConstraint("end_time_seconds >= start_time_seconds", name="ordered_times"),
+    )
+
+    audiobook_id: Mapped[int] = mapped_column(ForeignKey("audiobook.id", ondelete="CASCADE"))
+    chapter_number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(255))
+    start_time_seconds: Mapped[float] = mapped_column(Float)
+    end_time_seconds: Mapped[float] = mapped_column(Float)
+    audiobook: Mapped[Audiobook] = relationship(back_populates="chapters", lazy="raise")
+
+
+class OutboxEntity(enum.StrEnum):
+    AUDIOBOOK = "audiobook"
+    AUTHOR = "author"
+    NARRATOR = "narrator"
+
+
+class OutboxOperation(enum.StrEnum):
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+class CatalogOutbox(Base):
+    """One catalog change the search index has yet to take in; written in the change's transaction."""
+
+    __tablename__ = "catalog_outbox"
+    __table_args__ = (Index("ix_catalog_outbox_pending", "processed_at", "id"),)
+
+    entity: Mapped[OutboxEntity] = mapped_column(
+        Enum(OutboxEntity, native_enum=False, length=16, values_callable=lambda kinds: [k.value for k in kinds])
+    )
+    entity_id: Mapped[int] = mapped_column(BigInteger)
+    operation: Mapped[OutboxOperation] = mapped_column(
+        Enum(OutboxOperation, native_enum=False, length=16, values_callable=lambda ops: [o.value for o in ops])
+    )
+    processed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)

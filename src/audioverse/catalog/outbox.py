@@ -1,0 +1,57 @@
+"""Writes a search-outbox row for every catalog change, inside the flush that makes the change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, insert
+from sqlalchemy.orm import Session, UOWTransaction
+
+from audioverse.catalog.models import (
+    Audiobook,
+    Author,
+    CatalogOutbox,
+    Chapter,
+    Narrator,
+    OutboxEntity,
+    OutboxOperation,
+)
+
+Change = tuple[OutboxEntity, int, OutboxOperation]
+
+
+def _changes(session: Session) -> set[Change]:
+    changes: set[Change] = set()
+    deleted_books = {obj.id for obj in session.deleted if isinstance(obj, Audiobook)}
+    for obj in session.deleted:
+        if isinstance(obj, Audiobook):
+            changes.add((OutboxEntity.AUDIOBOOK, obj.id, OutboxOperation.DELETE))
+        elif isinstance(obj, Chapter) and obj.audiobook_id not in deleted_books:
+            changes.add((OutboxEntity.AUDIOBOOK, obj.audiobook_id, OutboxOperation.UPSERT))
+        elif isinstance(obj, Author):
+            changes.add((OutboxEntity.AUTHOR, obj.id, OutboxOperation.DELETE))
+        elif isinstance(obj, Narrator):
+            changes.add((OutboxEntity.NARRATOR, obj.id, OutboxOperation.DELETE))
+    touched = list(session.new) + [obj for obj in session.dirty if session.is_modified(obj)]
+    for obj in touched:
+        if isinstance(obj, Audiobook):
+            changes.add((OutboxEntity.AUDIOBOOK, obj.id, OutboxOperation.UPSERT))
+        elif isinstance(obj, Chapter):
+            changes.add((OutboxEntity.AUDIOBOOK, obj.audiobook_id, OutboxOperation.UPSERT))
+        elif isinstance(obj, Author):
+            # A renamed author changes every document of their books; the sync expands it.
+            changes.add((OutboxEntity.AUTHOR, obj.id, OutboxOperation.UPSERT))
+        elif isinstance(obj, Narrator):
+            changes.add((OutboxEntity.NARRATOR, obj.id, OutboxOperation.UPSERT))
+    return changes
+
+
+@event.listens_for(Session, "after_flush")
+def record_catalog_changes(session: Session, flush_context: UOWTransaction) -> None:
+    """Same transaction, same connection: the row exists exactly when the change commits."""
+    if changes := _changes(session):
+        rows: list[dict[str, Any]] = [
+            {"entity": entity, "entity_id": entity_id, "operation": operation}
+            for entity, entity_id, operation in sorted(changes)
+        ]
+        session.connection().execute(insert(CatalogOutbox), rows)

@@ -1,0 +1,134 @@
+"""Wire shapes of the catalog API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+import msgspec
+
+from audioverse.accounts.schemas import Bio
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+$")]
+Language = Annotated[str, msgspec.Meta(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+Isbn = Annotated[str, msgspec.Meta(pattern=r"^(\d{9}[\dXx]|\d{13})$", description="ISBN-10 or ISBN-13, digits only")]
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class PersonRef(msgspec.Struct):
+    id: int
+    name: str
+
+
+class GenreRef(msgspec.Struct):
+    id: int
+    name: str
+    slug: str
+
+
+class ChapterRead(msgspec.Struct):
+    chapter_number: int
+    title: str
+    start_time_seconds: float
+    end_time_seconds: float
+
+
+class AudiobookRead(msgspec.Struct):
+    """The list form of an audiobook."""
+
+    id: int
+    title: str
+    subtitle: str | None
+    description: str
+    cover_url: str | None
+    duration_seconds: float
+    release_date: date | None
+    language: str
+    publisher: str | None
+    isbn: str | None
+    series: str | None
+    series_position: float | None
+    authors: list[PersonRef]
+    narrators: list[PersonRef]
+    genres: list[GenreRef]
+    average_rating: float
+    total_ratings: int
+    total_reviews: int
+    play_count: int
+    format: str
+    mime_type: str
+    size_bytes: int
+    bitrate: int
+    uploaded_by: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AudiobookDetail(AudiobookRead):
+    chapters: list[ChapterRead]
+
+
+class AudiobookPage(msgspec.Struct):
+    items: list[AudiobookRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class AudiobookUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """PUT/PATCH body: any subset of the metadata fields; people and genres by name."""
+
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | msgspec.UnsetType = msgspec.UNSET
+    subtitle: Annotated[str, msgspec.Meta(max_length=500)] | msgspec.UnsetType | None = msgspec.UNSET
+    description: Annotated[str, msgspec.Meta(max_length=20000)] | msgspec.UnsetType = msgspec.UNSET
+    authors: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=20)] | msgspec.UnsetType = msgspec.UNSET
+    narrators: Annotated[list[Name], msgspec.Meta(max_length=20)] | msgspec.UnsetType = msgspec.UNSET
+    genres: Annotated[list[Name], msgspec.Meta(max_length=10)] | msgspec.UnsetType = msgspec.UNSET
+    language: Language | msgspec.UnsetType = msgspec.UNSET
+    release_date: date | msgspec.UnsetType | None = msgspec.UNSET
+    publisher: Annotated[str, msgspec.Meta(max_length=255)] | msgspec.UnsetType | None = msgspec.UNSET
+    isbn: Isbn | msgspec.UnsetType | None = msgspec.UNSET
+    series: Annotated[str, msgspec.Meta(max_length=255)] | msgspec.UnsetType | None = msgspec.UNSET
+    series_position: Annotated[float, msgspec.Meta(ge=0)] | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class ChapterWrite(msgspec.Struct, forbid_unknown_fields=True):
+    title: Name
+    start_time_seconds: Seconds
+    end_time_seconds: Seconds
+
+
+class PersonRead(msgspec.Struct):
+    id: int
+    name: str
+    bio: str
+    photo_url: str | None
+    website: str | None
+    audiobooks_count: int
+
+
+class PersonDetail(PersonRead):
+    audiobooks: list[AudiobookRead]
+
+
+class PersonPage(msgspec.Struct):
+    items: list[PersonRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class PersonUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    bio: Bio | msgspec.UnsetType = msgspec.UNSET
+    photo_url: Url | msgspec.UnsetType | None = msgspec.UNSET
+    website: Url | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class GenreRead(msgspec.Struct):
+    id: int
+    name: str
+    slug: str
+    description: str
+    audiobooks_count: int

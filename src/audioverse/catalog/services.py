@@ -1,0 +1,261 @@
+"""Catalog rules: listing with filters and sorts, people and genres by name, edits, chapters."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal, TypeVar
+
+from advanced_alchemy.filters import ComparisonFilter, LimitOffset, OrderBy, SearchFilter, StatementFilter
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
+from sqlalchemy import Column, ColumnElement, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.strategy_options import _AbstractLoad
+
+from audioverse.catalog.models import (
+    Audiobook,
+    Author,
+    Chapter,
+    Genre,
+    Narrator,
+    audiobook_author,
+    audiobook_genre,
+    audiobook_narrator,
+)
+from audioverse.catalog.schemas import ChapterWrite
+from audioverse.errors import FieldError, Unprocessable
+
+SORTABLE = ("title", "release_date", "duration_seconds", "average_rating", "play_count", "created_at")
+LIST_LOAD: list[_AbstractLoad] = [
+    selectinload(Audiobook.authors),
+    selectinload(Audiobook.narrators),
+    selectinload(Audiobook.genres),
+]
+DETAIL_LOAD: list[_AbstractLoad] = [*LIST_LOAD, selectinload(Audiobook.chapters)]
+Person = TypeVar("Person", Author, Narrator)
+
+
+def slugify(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "genre"
+
+
+def clean_names(names: Sequence[str]) -> list[str]:
+    """Trimmed, de-duplicated (case-insensitively), in the order given."""
+    seen: dict[str, str] = {}
+    for name in names:
+        trimmed = " ".join(name.split())
+        if trimmed and trimmed.lower() not in seen:
+            seen[trimmed.lower()] = trimmed
+    return list(seen.values())
+
+
+@dataclass(frozen=True)
+class AudiobookQuery:
+    """The list endpoint's filters, sort and page, already typed and validated."""
+
+    genre: str | None = None
+    author: int | None = None
+    narrator: int | None = None
+    language: str | None = None
+    duration_min: float | None = None
+    duration_max: float | None = None
+    released_after: date | None = None
+    released_before: date | None = None
+    min_rating: float | None = None
+    sort: str = "-created_at"
+    limit: int = 20
+    offset: int = 0
+
+    def statement_filters(self) -> list[StatementFilter | ColumnElement[bool]]:
+        filters: list[StatementFilter | ColumnElement[bool]] = []
+        if self.genre is not None:
+            filters.append(Audiobook.genres.any(Genre.slug == self.genre))
+        if self.author is not None:
+            filters.append(Audiobook.authors.any(Author.id == self.author))
+        if self.narrator is not None:
+            filters.append(Audiobook.narrators.any(Narrator.id == self.narrator))
+        comparisons: list[tuple[str, str, Any]] = [
+            ("language", "eq", self.language),
+            ("duration_seconds", "ge", self.duration_min),
+            ("duration_seconds", "le", self.duration_max),
+            ("release_date", "ge", self.released_after),
+            ("release_date", "le", self.released_before),
+            ("average_rating", "ge", self.min_rating),
+        ]
+        filters.extend(
+            ComparisonFilter(field_name=field, operator=operator, value=value)
+            for field, operator, value in comparisons
+            if value is not None
+        )
+        field = self.sort.removeprefix("-")
+        direction: Literal["asc", "desc"] = "desc" if self.sort.startswith("-") else "asc"
+        # Rows without a value (no release date) go last either way; ids break ties so pages are stable.
+        filters += [
+            OrderBy(field_name=field, sort_order=direction, nulls="last"),
+            OrderBy(field_name="id", sort_order=direction),
+            LimitOffset(limit=self.limit, offset=self.offset),
+        ]
+        return filters
+
+
+class AudiobookRepository(SQLAlchemyAsyncRepository[Audiobook]):
+    model_type = Audiobook
+
+
+class AudiobookService(SQLAlchemyAsyncRepositoryService[Audiobook]):
+    repository_type = AudiobookRepository
+
+    async def page(self, query: AudiobookQuery) -> tuple[Sequence[Audiobook], int]:
+        # A separate COUNT keeps the total right on pages past the end (a window count sees no rows there).
+        return await self.list_and_count(*query.statement_filters(), load=LIST_LOAD, count_with_window_function=False)
+
+    async def detail(self, audiobook_id: int) -> Audiobook:
+        return await self.get(audiobook_id, load=DETAIL_LOAD)
+
+
+class AuthorRepository(SQLAlchemyAsyncRepository[Author]):
+    model_type = Author
+
+
+class NarratorRepository(SQLAlchemyAsyncRepository[Narrator]):
+    model_type = Narrator
+
+
+class Catalog:
+    """Catalog workflows for one request's session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.audiobooks = AudiobookService(session=session)
+
+    async def people_by_name(self, model: type[Person], names: Sequence[str]) -> list[Person]:
+        """The named authors or narrators, creating those that do not exist yet."""
+        wanted = clean_names(names)
+        if not wanted:
+            return []
+        found = await self.session.scalars(select(model).where(func.lower(model.name).in_([n.lower() for n in wanted])))
+        by_name = {person.name.lower(): person for person in found}
+        for name in wanted:
+            if name.lower() not in by_name:
+                person = model(name=name)
+                self.session.add(person)
+                by_name[name.lower()] = person
+        await self.session.flush()
+        return [by_name[name.lower()] for name in wanted]
+
+    async def genres_by_name(self, names: Sequence[str]) -> list[Genre]:
+        wanted = clean_names(names)
+        if not wanted:
+            return []
+        slugs = {slugify(name): name for name in wanted}
+        found = {genre.slug: genre for genre in await self.session.scalars(select(Genre).where(Genre.slug.in_(slugs)))}
+        for slug, name in slugs.items():
+            if slug not in found:
+                found[slug] = Genre(name=name, slug=slug)
+                self.session.add(found[slug])
+        await self.session.flush()
+        return [found[slug] for slug in slugs]
+
+    async def related(
+        self, *, authors: Sequence[str], narrators: Sequence[str], genres: Sequence[str]
+    ) -> dict[str, list[Any]]:
+        """The ``authors``, ``narrators`` and ``genres`` of a new book, ready to pass to its constructor."""
+        return {
+            "authors": await self.people_by_name(Author, authors),
+            "narrators": await self.people_by_name(Narrator, narrators),
+            "genres": await self.genres_by_name(genres),
+        }
+
+    async def set_people_and_genres(
+        self,
+        audiobook: Audiobook,
+        *,
+        authors: Sequence[str] | None = None,
+        narrators: Sequence[str] | None = None,
+        genres: Sequence[str] | None = None,
+    ) -> None:
+        if authors is not None:
+            audiobook.authors = await self.people_by_name(Author, authors)
+        if narrators is not None:
+            audiobook.narrators = await self.people_by_name(Narrator, narrators)
+        if genres is not None:
+            audiobook.genres = await self.genres_by_name(genres)
+
+    async def replace_chapters(self, audiobook: Audiobook, chapters: Sequence[ChapterWrite]) -> None:
+        validate_chapters(chapters, audiobook.duration_seconds)
+        audiobook.chapters.clear()
+        # The unique (audiobook, number) rows must be gone before their replacements arrive.
+        await self.session.flush()
+        audiobook.chapters.extend(
+            Chapter(
+                chapter_number=number,
+                title=chapter.title,
+                start_time_seconds=round(chapter.start_time_seconds, 3),
+                end_time_seconds=round(chapter.end_time_seconds, 3),
+            )
+            for number, chapter in enumerate(chapters, start=1)
+        )
+        await self.session.flush()
+
+    async def audiobook_count(self, model: type[Author] | type[Narrator], person_id: int) -> int:
+        _, key = _link_of(model)
+        return await self.session.scalar(select(func.count()).where(key == person_id)) or 0
+
+    async def people_page(
+        self, model: type[Author] | type[Narrator], *, q: str | None, limit: int, offset: int
+    ) -> tuple[list[tuple[Author | Narrator, int]], int]:
+        """People with their audiobook counts, by name; one query for the page, one for the total."""
+        _, key = _link_of(model)
+        count = select(func.count()).where(key == model.id).correlate(model).scalar_subquery()
+        filters: list[StatementFilter] = []
+        if q:
+            filters.append(SearchFilter(field_name="name", value=q, ignore_case=True, escape_wildcards=True))
+        base = select(model, count.label("audiobooks_count"))
+        statement = base
+        total_statement = select(func.count()).select_from(model)
+        for statement_filter in filters:
+            statement = statement_filter.append_to_statement(statement, model)
+            total_statement = statement_filter.append_to_statement(total_statement, model)
+        statement = statement.order_by(func.lower(model.name), model.id).limit(limit).offset(offset)
+        rows = (await self.session.execute(statement)).all()
+        total = await self.session.scalar(total_statement) or 0
+        return [(row[0], row[1]) for row in rows], total
+
+    async def genres_with_counts(self) -> list[tuple[Genre, int]]:
+        count = select(func.count()).where(audiobook_genre.c.genre_id == Genre.id).correlate(Genre).scalar_subquery()
+        rows = (await self.session.execute(select(Genre, count).order_by(Genre.name))).all()
+        return [(row[0], row[1]) for row in rows]
+
+
+def _link_of(model: type[Author] | type[Narrator]) -> tuple[Table, Column[int]]:
+    if model is Author:
+        return audiobook_author, audiobook_author.c.author_id
+    return audiobook_narrator, audiobook_narrator.c.narrator_id
+
+
+def validate_chapters(chapters: Sequence[ChapterWrite], duration: float) -> None:
+    """Ordered, non-overlapping, each within ``[0, duration]``; 422 naming the first bad entry."""
+    if not chapters:
+        raise Unprocessable(
+            "A book needs at least one chapter.",
+            errors=[FieldError(field="chapters", message="At least one chapter.")],
+        )
+    previous_end = 0.0
+    for index, chapter in enumerate(chapters):
+        problem = None
+        if chapter.end_time_seconds <= chapter.start_time_seconds:
+            problem = "ends before it starts"
+        elif chapter.start_time_seconds < previous_end - 0.0005:
+            problem = "starts before the previous chapter ends"
+        elif chapter.end_time_seconds > duration + 0.0005:
+            problem = f"ends after the book's duration ({duration:.3f} s)"
+        if problem:
+            raise Unprocessable(
+                f"Chapter {index + 1} {problem}.",
+                errors=[FieldError(field=f"chapters[{index}]", message=f"Chapter {problem}.")],
+            )
+        previous_end = chapter.end_time_seconds

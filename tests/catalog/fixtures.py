@@ -1,0 +1,125 @@
+"""Catalog fixtures: books put straight into the database, and signed-in uploaders and curators."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy import select
+
+from audioverse.accounts.models import Role, User
+from audioverse.catalog.models import Audiobook, Chapter
+from audioverse.catalog.services import Catalog
+from audioverse.config import Settings
+from audioverse.db import sqlalchemy_config
+from tests.accounts.test_auth_flow import login, register
+from tests.services import Identity
+
+MakeBook = Callable[..., Awaitable[int]]
+Tokens = dict[str, Any]
+
+
+@pytest.fixture
+def tag() -> str:
+    """A value unique to one test, to scope list queries to that test's books."""
+    return f"t{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+async def make_book(settings: Settings) -> MakeBook:
+    """Insert a book (with people, genres and chapters by name) and return its id."""
+    database = sqlalchemy_config(settings)
+
+    async def make(
+        *,
+        title: str = "Untitled",
+        authors: tuple[str, ...] = ("Anonymous",),
+        narrators: tuple[str, ...] = (),
+        genres: tuple[str, ...] = (),
+        duration: float = 3600.0,
+        release: date | None = None,
+        language: str = "en",
+        rating: float = 0.0,
+        plays: int = 0,
+        uploader: int | None = None,
+        chapters: int = 2,
+    ) -> int:
+        async with database.get_session() as session:
+            catalog = Catalog(session)
+            book = Audiobook(
+                **await catalog.related(authors=authors, narrators=narrators, genres=genres),
+                title=title,
+                duration_seconds=duration,
+                release_date=release,
+                language=language,
+                average_rating=Decimal(str(rating)),
+                play_count=plays,
+                format="mp3",
+                mime_type="audio/mpeg",
+                size_bytes=1000,
+                bitrate=64000,
+                audio_key=f"audiobooks/{secrets.token_hex(6)}/audio.mp3",
+                uploaded_by_id=uploader,
+            )
+            step = duration / chapters
+            book.chapters = [
+                Chapter(
+                    chapter_number=n + 1,
+                    title=f"Part {n + 1}",
+                    start_time_seconds=round(n * step, 3),
+                    end_time_seconds=round((n + 1) * step, 3),
+                )
+                for n in range(chapters)
+            ]
+            session.add(book)
+            await session.commit()
+            book_id: int = book.id
+        await database.get_engine().dispose()
+        return book_id
+
+    return make
+
+
+async def account(
+    client: AsyncTestClient[Litestar], settings: Settings, role: Role = Role.LISTENER, *, verified: bool
+) -> Tokens:
+    identity = Identity.new()
+    await register(client, identity)
+    database = sqlalchemy_config(settings)
+    async with database.get_session() as session:
+        account = await session.scalar(select(User).where(User.username == identity.username))
+        assert account is not None
+        account.role = role
+        account.is_verified = verified
+        await session.commit()
+        user_id = account.id
+    await database.get_engine().dispose()
+    tokens = await login(client, identity.username, identity.password)
+    tokens["user_id"] = user_id
+    return tokens
+
+
+@pytest.fixture
+async def uploader(client: AsyncTestClient[Litestar], settings: Settings) -> Tokens:
+    return await account(client, settings, Role.LISTENER, verified=True)
+
+
+@pytest.fixture
+async def other_listener(client: AsyncTestClient[Litestar], settings: Settings) -> Tokens:
+    return await account(client, settings, Role.LISTENER, verified=True)
+
+
+@pytest.fixture
+async def unverified(client: AsyncTestClient[Litestar], settings: Settings) -> Tokens:
+    return await account(client, settings, Role.LISTENER, verified=False)
+
+
+@pytest.fixture
+async def curator(client: AsyncTestClient[Litestar], settings: Settings) -> Tokens:
+    return await account(client, settings, Role.CURATOR, verified=True)
