@@ -47,7 +47,7 @@ def test_run_serves_the_api_on_the_given_port(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         ready = None
         while time.monotonic() < deadline:
             try:
@@ -58,6 +58,12 @@ def test_run_serves_the_api_on_the_given_port(tmp_path: Path) -> None:
         assert ready is not None, "the service did not start"
         assert ready.status_code == 200
         assert (tmp_path / "var" / "audioverse.db").exists()
+        # An empty catalog is seeded with the demo books on first start.
+        books = httpx.get(f"http://127.0.0.1:{port}/api/audiobooks/", params={"limit": 1}, timeout=5).json()
+        assert books["total"] == 200
+        detail = httpx.get(f"http://127.0.0.1:{port}/api/audiobooks/{books['items'][0]['id']}/", timeout=5).json()
+        assert len(detail["chapters"]) >= 3
+        assert detail["authors"]
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -84,3 +90,13 @@ def test_create_admin_then_refuses_a_duplicate(tmp_path: Path) -> None:
     )
     assert weak.returncode != 0
     assert "too weak" in weak.stdout + weak.stderr
+
+
+def test_seed_adds_books_only_to_an_empty_catalog(tmp_path: Path) -> None:
+    seeded = run_cli("seed", "--books", "3", data_dir=tmp_path)
+    assert seeded.returncode == 0, seeded.stderr + seeded.stdout
+    assert "Added 3 demo books" in seeded.stdout
+    again = run_cli("seed", "--books", "3", data_dir=tmp_path)
+    assert "not empty" in again.stdout
+    forced = run_cli("seed", "--books", "2", "--force", data_dir=tmp_path)
+    assert "Added 2 demo books" in forced.stdout

@@ -40,6 +40,13 @@ from audioverse.db import ensure_data_dir, migrate_to_head, sqlalchemy_config
 from audioverse.errors import problem_details_plugin
 from audioverse.health import HealthController, ReadinessProbes, database_probe
 from audioverse.jobs import TaskQueue, build_broker
+from audioverse.listening.controllers import (
+    BookmarkController,
+    LibraryController,
+    ListeningController,
+    PlaybackController,
+    ProgressController,
+)
 from audioverse.model_registry import catalog_outbox  # noqa: F401  (outbox rows on every catalog flush)
 from audioverse.ratelimit import RateLimiter
 from audioverse.reviews.controllers import BookReviewsController, ReviewController
@@ -148,6 +155,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             GenreController,
             BookReviewsController,
             ReviewController,
+            PlaybackController,
+            BookmarkController,
+            ProgressController,
+            LibraryController,
+            ListeningController,
         ],
         on_app_init=[jwt_auth.on_app_init],
         plugins=[
@@ -166,6 +178,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "broker": broker,
                 "jwt_auth": jwt_auth,
                 "database": database,
+                "secret_key": secret_key,
             }
         ),
         dependencies={

@@ -39,6 +39,7 @@ from audioverse.accounts.services import Accounts
 from audioverse.config import Settings
 from audioverse.errors import NotFound, problem_responses
 from audioverse.jobs import TaskQueue
+from audioverse.listening.services import user_stats
 from audioverse.mail import OutgoingEmail
 from audioverse.ratelimit import RateLimiter
 from audioverse.storage import ObjectNotFound, Storage
@@ -285,20 +286,14 @@ class ProfileController(Controller):
         cleanup = BackgroundTask(storage.delete, previous) if previous else None
         return Response(user_read(user), background=cleanup)
 
-    @get("/me/stats", summary="The caller's listening statistics")
-    async def stats(self) -> UserStats:
-        return UserStats(
-            total_listening_seconds=0.0,
-            audiobooks_started=0,
-            audiobooks_completed=0,
-            current_streak_days=0,
-            longest_streak_days=0,
-            listening_by_day=[],
-            top_genres=[],
-            top_authors=[],
-            reviews_written=0,
-            bookmarks_count=0,
-        )
+    @get(
+        "/me/stats",
+        summary="The caller's listening statistics",
+        description="Listening time counts forward playback only, at most wall-clock time times speed: seeking "
+        "forward adds nothing. `listening_by_day` covers the last 30 UTC days, oldest first.",
+    )
+    async def stats(self, request: Request[User, Any, Any], db_session: AsyncSession) -> UserStats:
+        return msgspec.convert(await user_stats(db_session, request.user.id), UserStats)
 
     @get(
         "/{user_id:int}/picture",

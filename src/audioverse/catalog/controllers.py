@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audioverse.accounts.auth import PUBLIC, ensure_owner_or_curator, requires_curator, requires_verified
 from audioverse.accounts.models import User
 from audioverse.catalog.ingest import ingest
-from audioverse.catalog.models import Audiobook, Author, Narrator
+from audioverse.catalog.models import Audiobook, Author, Chapter, Narrator
 from audioverse.catalog.schemas import (
     AudiobookDetail,
     AudiobookPage,
@@ -113,7 +114,7 @@ def audiobook_read(book: Audiobook) -> AudiobookRead:
     )
 
 
-def chapter_reads(book: Audiobook) -> list[ChapterRead]:
+def chapter_reads(chapters: Sequence[Chapter]) -> list[ChapterRead]:
     return [
         ChapterRead(
             chapter_number=chapter.chapter_number,
@@ -121,12 +122,12 @@ def chapter_reads(book: Audiobook) -> list[ChapterRead]:
             start_time_seconds=chapter.start_time_seconds,
             end_time_seconds=chapter.end_time_seconds,
         )
-        for chapter in book.chapters
+        for chapter in chapters
     ]
 
 
 def audiobook_detail(book: Audiobook) -> AudiobookDetail:
-    return AudiobookDetail(**msgspec.structs.asdict(audiobook_read(book)), chapters=chapter_reads(book))
+    return AudiobookDetail(**msgspec.structs.asdict(audiobook_read(book)), chapters=chapter_reads(book.chapters))
 
 
 class AudiobookController(Controller):
@@ -225,7 +226,7 @@ class AudiobookController(Controller):
 
     @get("/{audiobook_id:int}/chapters", summary="Chapters, in order", opt=PUBLIC, responses=NOT_FOUND)
     async def get_chapters(self, audiobook_id: int, catalog: Catalog) -> list[ChapterRead]:
-        return chapter_reads(await catalog.audiobooks.detail(audiobook_id))
+        return chapter_reads((await catalog.audiobooks.detail(audiobook_id)).chapters)
 
     @put(
         "/{audiobook_id:int}/chapters",
@@ -242,7 +243,7 @@ class AudiobookController(Controller):
     ) -> list[ChapterRead]:
         book = await self._editable(audiobook_id, catalog, request.user)
         await catalog.replace_chapters(book, data)
-        return chapter_reads(book)
+        return chapter_reads(book.chapters)
 
     @get("/{audiobook_id:int}/cover", summary="The cover image", opt=PUBLIC, responses=NOT_FOUND)
     async def get_cover(self, audiobook_id: int, catalog: Catalog, storage: Storage) -> Stream:

@@ -1,0 +1,1 @@
+"""Listening: streaming audio bytes, playback progress, bookmarks and the library."""

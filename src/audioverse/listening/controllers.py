@@ -1,0 +1,252 @@
+"""HTTP routes of listening: playback start, progress, bookmarks, library and listening lists."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Body, Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from audioverse.accounts.models import User
+from audioverse.catalog.controllers import audiobook_read, chapter_reads
+from audioverse.config import Settings
+from audioverse.errors import NotFound, problem_responses
+from audioverse.listening.models import LibraryEntry, ListeningProgress
+from audioverse.listening.schemas import (
+    BookmarkPatch,
+    BookmarkRead,
+    BookmarkWrite,
+    LibraryAdd,
+    LibraryItem,
+    LibraryPage,
+    ListeningItem,
+    ListeningPage,
+    Playback,
+    ProgressRead,
+    ProgressWrite,
+    Shelf,
+)
+from audioverse.listening.services import Listening
+from audioverse.listening.views import bookmark_read, progress_read
+from audioverse.signing import sign_stream_token
+
+Limit = Annotated[int, Parameter(ge=1, le=100)]
+Offset = Annotated[int, Parameter(ge=0)]
+NOT_FOUND = problem_responses(HTTPStatus.NOT_FOUND)
+WRITE_ERRORS = problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.UNPROCESSABLE_ENTITY)
+
+
+def provide_listening(db_session: AsyncSession, request: Request[User, Any, Any]) -> Listening:
+    return Listening(db_session, request.user)
+
+
+DEPENDENCIES = {"listening": Provide(provide_listening, sync_to_thread=False)}
+
+
+class PlaybackController(Controller):
+    path = "/api/audiobooks/{audiobook_id:int}"
+    tags = ["listening"]
+    dependencies = DEPENDENCIES
+
+    @get(
+        "/playback",
+        summary="Everything a player needs to start",
+        description="`stream_url` is signed for the caller and this book and works without headers "
+        "(an `<audio src>`); it expires at `stream_url_expires_at`. Counts a play, at most once per "
+        "30 minutes per listener and book.",
+        responses=NOT_FOUND,
+    )
+    async def playback(self, audiobook_id: int, listening: Listening, settings: Settings, state: State) -> Playback:
+        book = await listening.book(audiobook_id)
+        chapters = await listening.chapters(audiobook_id)
+        progress = await listening.progress(audiobook_id)
+        await listening.count_play(audiobook_id)
+        expires = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=settings.stream_url_minutes)
+        token = sign_stream_token(state.secret_key, listening.user.id, audiobook_id, expires)
+        return Playback(
+            stream_url=f"/api/audiobooks/{audiobook_id}/stream/?token={token}",
+            stream_url_expires_at=expires,
+            mime_type=book.mime_type,
+            duration_seconds=book.duration_seconds,
+            chapters=chapter_reads(chapters),
+            progress=progress_read(progress, chapters) if progress else None,
+            playback_speed=progress.playback_speed if progress else listening.user.default_playback_speed,
+        )
+
+    @get("/bookmarks", summary="Your bookmarks in this book, by position", responses=NOT_FOUND)
+    async def list_bookmarks(self, audiobook_id: int, listening: Listening) -> list[BookmarkRead]:
+        return [bookmark_read(b) for b in await listening.bookmarks(audiobook_id)]
+
+    @post("/bookmarks", summary="Bookmark a moment", responses=WRITE_ERRORS)
+    async def add_bookmark(self, audiobook_id: int, data: BookmarkWrite, listening: Listening) -> BookmarkRead:
+        bookmark = await listening.add_bookmark(audiobook_id, data.position_seconds, data.title, data.note)
+        return bookmark_read(bookmark)
+
+
+class BookmarkController(Controller):
+    path = "/api/bookmarks/{bookmark_id:int}"
+    tags = ["listening"]
+    dependencies = DEPENDENCIES
+
+    @patch("/", summary="Change your bookmark", responses=WRITE_ERRORS)
+    async def update_bookmark(self, bookmark_id: int, data: BookmarkPatch, listening: Listening) -> BookmarkRead:
+        fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+        return bookmark_read(await listening.change_bookmark(bookmark_id, fields))
+
+    @put("/", summary="Change your bookmark", responses=WRITE_ERRORS)
+    async def replace_bookmark(self, bookmark_id: int, data: BookmarkPatch, listening: Listening) -> BookmarkRead:
+        updated: BookmarkRead = await self.update_bookmark.fn(self, bookmark_id, data, listening)
+        return updated
+
+    @delete("/", summary="Delete your bookmark", responses=NOT_FOUND)
+    async def delete_bookmark(self, bookmark_id: int, listening: Listening) -> None:
+        await listening.delete_bookmark(bookmark_id)
+
+
+class ProgressController(Controller):
+    path = "/api/progress/{audiobook_id:int}"
+    tags = ["listening"]
+    dependencies = DEPENDENCIES
+
+    @get("/", summary="Your progress in a book", responses=NOT_FOUND)
+    async def get_progress(self, audiobook_id: int, listening: Listening) -> ProgressRead:
+        progress = await listening.progress(audiobook_id)
+        if progress is None:
+            raise NotFound("You have not started this audiobook.")
+        return progress_read(progress, await listening.chapters(audiobook_id))
+
+    @post(
+        "/",
+        summary="Save your position (last writer by client clock wins)",
+        description="An update whose `client_updated_at` is not newer than the stored one → 409 with the "
+        "stored progress in `progress`. Within the last 30 s of the book (or `is_completed`) marks it finished.",
+        status_code=HTTPStatus.OK,
+        responses=problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY),
+    )
+    async def save_progress(self, audiobook_id: int, data: ProgressWrite, listening: Listening) -> ProgressRead:
+        progress = await listening.save_progress(audiobook_id, data)
+        return progress_read(progress, await listening.chapters(audiobook_id))
+
+    @put("/", summary="Save your position", responses=problem_responses(404, 409, 422))
+    async def put_progress(self, audiobook_id: int, data: ProgressWrite, listening: Listening) -> ProgressRead:
+        saved: ProgressRead = await self.save_progress.fn(self, audiobook_id, data, listening)
+        return saved
+
+
+async def library_items(listening: Listening, entries: Sequence[LibraryEntry]) -> list[LibraryItem]:
+    books, progress, chapters = await listening.books_with_progress([e.audiobook_id for e in entries])
+    return [
+        LibraryItem(
+            audiobook=audiobook_read(books[entry.audiobook_id]),
+            added_at=entry.created_at,
+            shelf=entry.shelf,
+            is_favorite=entry.is_favorite,
+            progress=progress_read(progress[entry.audiobook_id], chapters.get(entry.audiobook_id, []))
+            if entry.audiobook_id in progress
+            else None,
+        )
+        for entry in entries
+    ]
+
+
+async def listening_items(listening: Listening, rows: Sequence[ListeningProgress]) -> list[ListeningItem]:
+    books, _, chapters = await listening.books_with_progress([row.audiobook_id for row in rows])
+    return [
+        ListeningItem(
+            audiobook=audiobook_read(books[row.audiobook_id]),
+            progress=progress_read(row, chapters.get(row.audiobook_id, [])),
+        )
+        for row in rows
+    ]
+
+
+class LibraryController(Controller):
+    path = "/api/library"
+    tags = ["library"]
+    dependencies = DEPENDENCIES
+
+    @get("/", summary="Your library, most recently added first")
+    async def library(
+        self,
+        listening: Listening,
+        shelf: Annotated[Shelf | None, Parameter(description="Only this shelf.")] = None,
+        favorite: Annotated[bool | None, Parameter(description="Only favorites (true).")] = None,
+        limit: Limit = 20,
+        offset: Offset = 0,
+    ) -> LibraryPage:
+        entries, total = await listening.library_page(
+            shelf=shelf, favorites_only=bool(favorite), limit=limit, offset=offset
+        )
+        return LibraryPage(items=await library_items(listening, entries), total=total, limit=limit, offset=offset)
+
+    @get("/favorites", summary="Your favorites, most recently marked first")
+    async def favorites(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> LibraryPage:
+        entries, total = await listening.library_page(shelf=None, favorites_only=True, limit=limit, offset=offset)
+        return LibraryPage(items=await library_items(listening, entries), total=total, limit=limit, offset=offset)
+
+    @post(
+        "/{audiobook_id:int}",
+        summary="Add a book to your library (201 the first time, 200 after)",
+        responses=WRITE_ERRORS,
+    )
+    async def add(
+        self,
+        audiobook_id: int,
+        listening: Listening,
+        data: Annotated[LibraryAdd | None, Body(description="Optional shelf.")] = None,
+    ) -> Response[LibraryItem]:
+        entry, created = await listening.add_to_library(audiobook_id, data.shelf if data else None)
+        [item] = await library_items(listening, [entry])
+        return Response(item, status_code=HTTPStatus.CREATED if created else HTTPStatus.OK)
+
+    @delete("/{audiobook_id:int}", summary="Remove a book from your library")
+    async def remove(self, audiobook_id: int, listening: Listening) -> None:
+        await listening.remove_from_library(audiobook_id)
+
+    @post("/{audiobook_id:int}/favorite", summary="Mark a favorite", status_code=HTTPStatus.OK, responses=NOT_FOUND)
+    async def favorite(self, audiobook_id: int, listening: Listening) -> LibraryItem:
+        [item] = await library_items(listening, [await listening.set_favorite(audiobook_id, True)])
+        return item
+
+    @delete("/{audiobook_id:int}/favorite", summary="Unmark a favorite", status_code=HTTPStatus.OK, responses=NOT_FOUND)
+    async def unfavorite(self, audiobook_id: int, listening: Listening) -> LibraryItem:
+        [item] = await library_items(listening, [await listening.set_favorite(audiobook_id, False)])
+        return item
+
+    @get("/currently-listening", summary="Started and not finished, most recent first")
+    async def currently_listening(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> ListeningPage:
+        return await _listening_page(listening, completed=False, limit=limit, offset=offset)
+
+    @get("/history", summary="Everything you listened to, most recent first")
+    async def history(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> ListeningPage:
+        return await _listening_page(listening, completed=None, limit=limit, offset=offset)
+
+
+async def _listening_page(listening: Listening, *, completed: bool | None, limit: int, offset: int) -> ListeningPage:
+    rows, total = await listening.listening_page(completed=completed, limit=limit, offset=offset)
+    return ListeningPage(items=await listening_items(listening, rows), total=total, limit=limit, offset=offset)
+
+
+class ListeningController(Controller):
+    path = "/api/listening"
+    tags = ["library"]
+    dependencies = DEPENDENCIES
+
+    @get("/current", summary="Started and not finished, most recent first")
+    async def current(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> ListeningPage:
+        return await _listening_page(listening, completed=False, limit=limit, offset=offset)
+
+    @get("/history", summary="Everything you listened to, most recent first")
+    async def history(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> ListeningPage:
+        return await _listening_page(listening, completed=None, limit=limit, offset=offset)
+
+    @get("/completed", summary="Finished books, most recent first")
+    async def completed(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> ListeningPage:
+        return await _listening_page(listening, completed=True, limit=limit, offset=offset)

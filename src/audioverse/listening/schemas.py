@@ -1,0 +1,95 @@
+"""Wire shapes of the listening API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from audioverse.accounts.schemas import PlaybackSpeed
+from audioverse.catalog.schemas import AudiobookRead, ChapterRead
+
+Position = Annotated[float, msgspec.Meta(ge=0, description="Seconds from the start of the book.")]
+Shelf = Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
+
+
+class ProgressWrite(msgspec.Struct, forbid_unknown_fields=True):
+    position_seconds: Position
+    playback_speed: PlaybackSpeed | None = None
+    is_completed: bool | None = None
+    client_updated_at: datetime | None = None
+    device_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+
+
+class ProgressRead(msgspec.Struct):
+    audiobook_id: int
+    position_seconds: float
+    is_completed: bool
+    playback_speed: float
+    current_chapter: int | None
+    last_listened_at: datetime
+    updated_at: datetime
+
+
+class Playback(msgspec.Struct):
+    stream_url: str
+    stream_url_expires_at: datetime
+    mime_type: str
+    duration_seconds: float
+    chapters: list[ChapterRead]
+    progress: ProgressRead | None
+    playback_speed: float
+
+
+class BookmarkWrite(msgspec.Struct, forbid_unknown_fields=True):
+    position_seconds: Position
+    title: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class BookmarkPatch(msgspec.Struct, forbid_unknown_fields=True):
+    position_seconds: Position | msgspec.UnsetType = msgspec.UNSET
+    title: Annotated[str, msgspec.Meta(max_length=200)] | msgspec.UnsetType = msgspec.UNSET
+    note: Annotated[str, msgspec.Meta(max_length=2000)] | msgspec.UnsetType = msgspec.UNSET
+
+
+class BookmarkRead(msgspec.Struct):
+    id: int
+    audiobook_id: int
+    position_seconds: float
+    title: str
+    note: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class LibraryAdd(msgspec.Struct, forbid_unknown_fields=True):
+    shelf: Shelf | None = None
+
+
+class LibraryItem(msgspec.Struct):
+    audiobook: AudiobookRead
+    added_at: datetime
+    shelf: str | None
+    is_favorite: bool
+    progress: ProgressRead | None
+
+
+class LibraryPage(msgspec.Struct):
+    items: list[LibraryItem]
+    total: int
+    limit: int
+    offset: int
+
+
+class ListeningItem(msgspec.Struct):
+    audiobook: AudiobookRead
+    progress: ProgressRead
+
+
+class ListeningPage(msgspec.Struct):
+    items: list[ListeningItem]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,408 @@
+"""Listening rules: last-writer-wins progress, listened-time ledger, plays, bookmarks, library, stats."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from audioverse.accounts.models import User
+from audioverse.catalog.models import Audiobook, Author, Chapter, Genre, audiobook_author, audiobook_genre
+from audioverse.catalog.services import LIST_LOAD
+from audioverse.errors import Conflict, FieldError, NotFound, Unprocessable
+from audioverse.listening.models import Bookmark, LibraryEntry, ListeningLedger, ListeningProgress, PlayWindow
+from audioverse.listening.schemas import ProgressWrite
+from audioverse.listening.views import progress_read
+from audioverse.reviews.models import Review
+
+COMPLETION_TAIL_SECONDS = 30.0
+PLAY_WINDOW = timedelta(minutes=30)
+# A client clock may run a little ahead of ours; more than this is not believed.
+CLOCK_SKEW_ALLOWANCE = timedelta(seconds=5)
+STATS_DAYS = 30
+TOP_ENTRIES = 5
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def upsert_for(session: AsyncSession) -> Any:
+    """The dialect's INSERT with ON CONFLICT support (SQLite and PostgreSQL both have it)."""
+    return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def listened_seconds(previous: ListeningProgress | None, position: float, speed: float, at: datetime) -> float:
+    """Time listened between two updates: forward movement, at most the wall-clock time times speed.
+
+    A seek forward moves the position far more than the clock allows, so it adds (almost) nothing.
+    """
+    if previous is None or position <= previous.position_seconds:
+        return 0.0
+    elapsed = (at - previous.client_updated_at).total_seconds()
+    return max(0.0, min(position - previous.position_seconds, elapsed * speed))
+
+
+class Listening:
+    """Listening workflows for one request's session and caller."""
+
+    def __init__(self, session: AsyncSession, user: User) -> None:
+        self.session = session
+        self.user = user
+
+    async def book(self, audiobook_id: int) -> Audiobook:
+        book = await self.session.get(Audiobook, audiobook_id)
+        if book is None:
+            raise NotFound(f"No audiobook with id {audiobook_id}.")
+        return book
+
+    async def chapters(self, audiobook_id: int) -> list[Chapter]:
+        rows = await self.session.scalars(
+            select(Chapter).where(Chapter.audiobook_id == audiobook_id).order_by(Chapter.chapter_number)
+        )
+        return list(rows)
+
+    async def progress(self, audiobook_id: int) -> ListeningProgress | None:
+        progress: ListeningProgress | None = await self.session.scalar(
+            select(ListeningProgress)
+            .where(ListeningProgress.user_id == self.user.id, ListeningProgress.audiobook_id == audiobook_id)
+            # The row may have just been rewritten by a Core upsert behind the identity map's back.
+            .execution_options(populate_existing=True)
+        )
+        return progress
+
+    async def save_progress(self, audiobook_id: int, data: ProgressWrite) -> ListeningProgress:
+        """Upsert guarded by ``client_updated_at``: only a newer update may replace the stored one."""
+        book = await self.book(audiobook_id)
+        if data.position_seconds > book.duration_seconds:
+            raise Unprocessable(
+                f"The position is past the end of the book ({book.duration_seconds:.3f} s).",
+                errors=[FieldError(field="position_seconds", message="Must lie within the book's duration.")],
+            )
+        now = utcnow()
+        stamp = data.client_updated_at or now
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        stamp = min(stamp, now + CLOCK_SKEW_ALLOWANCE)
+        previous = await self.session.scalar(
+            select(ListeningProgress)
+            .where(ListeningProgress.user_id == self.user.id, ListeningProgress.audiobook_id == audiobook_id)
+            .with_for_update()
+        )
+        speed = data.playback_speed or (previous.playback_speed if previous else self.user.default_playback_speed)
+        completed = bool(data.is_completed) or data.position_seconds >= book.duration_seconds - COMPLETION_TAIL_SECONDS
+        if data.is_completed is False:
+            completed = False
+        values = {
+            "user_id": self.user.id,
+            "audiobook_id": audiobook_id,
+            "position_seconds": data.position_seconds,
+            "is_completed": completed,
+            "playback_speed": speed,
+            "client_updated_at": stamp,
+            "device_id": data.device_id,
+            "last_listened_at": now,
+            "completed_at": now if completed else None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        insert = upsert_for(self.session)(ListeningProgress).values(**values)
+        table = ListeningProgress.__table__
+        changed = {
+            name: insert.excluded[name] for name in values if name not in {"user_id", "audiobook_id", "created_at"}
+        }
+        # Keep the first completion time when a finished book is touched again.
+        changed["completed_at"] = func.coalesce(table.c.completed_at, insert.excluded.completed_at)
+        statement = insert.on_conflict_do_update(
+            index_elements=["user_id", "audiobook_id"],
+            set_=changed,
+            where=table.c.client_updated_at < insert.excluded.client_updated_at,
+        ).returning(table.c.id)
+        accepted = (await self.session.execute(statement)).scalar_one_or_none()
+        if accepted is None:
+            stored = await self.progress(audiobook_id)
+            raise Conflict(
+                "A newer update from another device is already stored.",
+                extra={"progress": await self.progress_body(stored) if stored else None},
+            )
+        await self._add_listening(audiobook_id, listened_seconds(previous, data.position_seconds, speed, stamp), now)
+        saved = await self.progress(audiobook_id)
+        assert saved is not None  # noqa: S101 - the upsert above just wrote it
+        return saved
+
+    async def progress_body(self, progress: ListeningProgress) -> dict[str, Any]:
+        body: dict[str, Any] = msgspec.to_builtins(progress_read(progress, await self.chapters(progress.audiobook_id)))
+        return body
+
+    async def _add_listening(self, audiobook_id: int, seconds: float, at: datetime) -> None:
+        if seconds <= 0:
+            return
+        insert = upsert_for(self.session)(ListeningLedger).values(
+            user_id=self.user.id,
+            audiobook_id=audiobook_id,
+            day=at.date(),
+            seconds=seconds,
+            created_at=at,
+            updated_at=at,
+        )
+        await self.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["user_id", "audiobook_id", "day"],
+                set_={"seconds": ListeningLedger.__table__.c.seconds + insert.excluded.seconds, "updated_at": at},
+            )
+        )
+
+    async def count_play(self, audiobook_id: int) -> bool:
+        """Count a play unless this user's last counted play of the book is under 30 minutes old."""
+        now = utcnow()
+        insert = upsert_for(self.session)(PlayWindow).values(
+            user_id=self.user.id, audiobook_id=audiobook_id, counted_at=now, created_at=now, updated_at=now
+        )
+        table = PlayWindow.__table__
+        counted = (
+            await self.session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["user_id", "audiobook_id"],
+                    set_={"counted_at": now, "updated_at": now},
+                    where=table.c.counted_at <= now - PLAY_WINDOW,
+                ).returning(table.c.id)
+            )
+        ).scalar_one_or_none()
+        if counted is None:
+            return False
+        await self.session.execute(
+            update(Audiobook)
+            .where(Audiobook.id == audiobook_id)
+            .values(play_count=Audiobook.play_count + 1)
+            .execution_options(synchronize_session=False)
+        )
+        return True
+
+    # Bookmarks
+
+    async def bookmarks(self, audiobook_id: int) -> Sequence[Bookmark]:
+        await self.book(audiobook_id)
+        return (
+            await self.session.scalars(
+                select(Bookmark)
+                .where(Bookmark.user_id == self.user.id, Bookmark.audiobook_id == audiobook_id)
+                .order_by(Bookmark.position_seconds, Bookmark.id)
+            )
+        ).all()
+
+    async def _within(self, audiobook_id: int, position: float) -> None:
+        book = await self.book(audiobook_id)
+        if position > book.duration_seconds:
+            raise Unprocessable(
+                f"The bookmark is past the end of the book ({book.duration_seconds:.3f} s).",
+                errors=[FieldError(field="position_seconds", message="Must lie within the book's duration.")],
+            )
+
+    async def add_bookmark(self, audiobook_id: int, position: float, title: str, note: str) -> Bookmark:
+        await self._within(audiobook_id, position)
+        bookmark = Bookmark(
+            user_id=self.user.id, audiobook_id=audiobook_id, position_seconds=position, title=title, note=note
+        )
+        self.session.add(bookmark)
+        await self.session.flush()
+        return bookmark
+
+    async def own_bookmark(self, bookmark_id: int) -> Bookmark:
+        bookmark = await self.session.get(Bookmark, bookmark_id)
+        # Someone else's bookmark is as invisible as a missing one.
+        if bookmark is None or bookmark.user_id != self.user.id:
+            raise NotFound(f"No bookmark with id {bookmark_id}.")
+        return bookmark
+
+    async def change_bookmark(self, bookmark_id: int, fields: dict[str, Any]) -> Bookmark:
+        bookmark = await self.own_bookmark(bookmark_id)
+        if "position_seconds" in fields:
+            await self._within(bookmark.audiobook_id, fields["position_seconds"])
+        for name, value in fields.items():
+            setattr(bookmark, name, value)
+        await self.session.flush()
+        await self.session.refresh(bookmark)
+        return bookmark
+
+    async def delete_bookmark(self, bookmark_id: int) -> None:
+        await self.session.delete(await self.own_bookmark(bookmark_id))
+
+    # Library
+
+    async def library_entry(self, audiobook_id: int) -> LibraryEntry | None:
+        entry: LibraryEntry | None = await self.session.scalar(
+            select(LibraryEntry).where(LibraryEntry.user_id == self.user.id, LibraryEntry.audiobook_id == audiobook_id)
+        )
+        return entry
+
+    async def add_to_library(self, audiobook_id: int, shelf: str | None) -> tuple[LibraryEntry, bool]:
+        """Idempotent: the entry and whether it was created now."""
+        await self.book(audiobook_id)
+        insert = upsert_for(self.session)(LibraryEntry).values(
+            user_id=self.user.id, audiobook_id=audiobook_id, shelf=shelf, is_favorite=False,
+            created_at=utcnow(), updated_at=utcnow(),
+        )  # fmt: skip
+        created = (
+            await self.session.execute(
+                insert.on_conflict_do_nothing(index_elements=["user_id", "audiobook_id"]).returning(
+                    LibraryEntry.__table__.c.id
+                )
+            )
+        ).scalar_one_or_none() is not None
+        entry = await self.library_entry(audiobook_id)
+        assert entry is not None  # noqa: S101 - inserted or already there
+        if shelf is not None and entry.shelf != shelf:
+            entry.shelf = shelf
+            await self.session.flush()
+        return entry, created
+
+    async def remove_from_library(self, audiobook_id: int) -> None:
+        entry = await self.library_entry(audiobook_id)
+        if entry is not None:
+            await self.session.delete(entry)
+
+    async def set_favorite(self, audiobook_id: int, favorite: bool) -> LibraryEntry:
+        entry, _ = await self.add_to_library(audiobook_id, None)
+        entry.is_favorite = favorite
+        entry.favorited_at = utcnow() if favorite else None
+        await self.session.flush()
+        return entry
+
+    async def library_page(
+        self, *, shelf: str | None, favorites_only: bool, limit: int, offset: int
+    ) -> tuple[Sequence[LibraryEntry], int]:
+        conditions = [LibraryEntry.user_id == self.user.id]
+        if shelf is not None:
+            conditions.append(LibraryEntry.shelf == shelf)
+        if favorites_only:
+            conditions.append(LibraryEntry.is_favorite.is_(True))
+        ordering = (
+            (LibraryEntry.favorited_at.desc(), LibraryEntry.id.desc())
+            if favorites_only
+            else (LibraryEntry.created_at.desc(), LibraryEntry.id.desc())
+        )
+        total = await self.session.scalar(select(func.count()).select_from(LibraryEntry).where(*conditions)) or 0
+        rows = await self.session.scalars(
+            select(LibraryEntry).where(*conditions).order_by(*ordering).limit(limit).offset(offset)
+        )
+        return rows.all(), total
+
+    async def listening_page(
+        self, *, completed: bool | None, limit: int, offset: int
+    ) -> tuple[Sequence[ListeningProgress], int]:
+        conditions = [ListeningProgress.user_id == self.user.id]
+        if completed is not None:
+            conditions.append(ListeningProgress.is_completed.is_(completed))
+        total = await self.session.scalar(select(func.count()).select_from(ListeningProgress).where(*conditions)) or 0
+        rows = await self.session.scalars(
+            select(ListeningProgress)
+            .where(*conditions)
+            .order_by(ListeningProgress.last_listened_at.desc(), ListeningProgress.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return rows.all(), total
+
+    async def books_with_progress(
+        self, audiobook_ids: Sequence[int]
+    ) -> tuple[dict[int, Audiobook], dict[int, ListeningProgress], dict[int, list[Chapter]]]:
+        """The books, the caller's progress and the chapters for a page: a fixed number of queries."""
+        if not audiobook_ids:
+            return {}, {}, {}
+        books = await self.session.scalars(select(Audiobook).where(Audiobook.id.in_(audiobook_ids)).options(*LIST_LOAD))
+        progress = await self.session.scalars(
+            select(ListeningProgress).where(
+                ListeningProgress.user_id == self.user.id, ListeningProgress.audiobook_id.in_(audiobook_ids)
+            )
+        )
+        chapters: dict[int, list[Chapter]] = {}
+        for chapter in await self.session.scalars(
+            select(Chapter).where(Chapter.audiobook_id.in_(audiobook_ids)).order_by(Chapter.chapter_number)
+        ):
+            chapters.setdefault(chapter.audiobook_id, []).append(chapter)
+        return (
+            {book.id: book for book in books},
+            {entry.audiobook_id: entry for entry in progress},
+            chapters,
+        )
+
+
+def streaks(days: Sequence[date], today: date) -> tuple[int, int]:
+    """(current, longest) runs of consecutive listening days; the current run may end yesterday."""
+    longest = run = 0
+    previous: date | None = None
+    for day in sorted(set(days)):
+        run = run + 1 if previous is not None and day - previous == timedelta(days=1) else 1
+        longest = max(longest, run)
+        previous = day
+    current = run if previous is not None and (today - previous).days <= 1 else 0
+    return current, longest
+
+
+async def user_stats(session: AsyncSession, user_id: int) -> dict[str, Any]:
+    """The numbers behind ``/api/users/me/stats/``, computed from the ledger in a few queries."""
+    ledger = ListeningLedger.user_id == user_id
+    total = await session.scalar(select(func.coalesce(func.sum(ListeningLedger.seconds), 0.0)).where(ledger)) or 0.0
+    started = await session.scalar(select(func.count()).where(ListeningProgress.user_id == user_id)) or 0
+    completed = (
+        await session.scalar(
+            select(func.count()).where(ListeningProgress.user_id == user_id, ListeningProgress.is_completed.is_(True))
+        )
+        or 0
+    )
+    per_day = dict(
+        (
+            await session.execute(
+                select(ListeningLedger.day, func.sum(ListeningLedger.seconds))
+                .where(ledger)
+                .group_by(ListeningLedger.day)
+            )
+        ).all()
+    )
+    today = utcnow().date()
+    current, longest = streaks([day for day, seconds in per_day.items() if seconds > 0], today)
+    window = [today - timedelta(days=offset) for offset in range(STATS_DAYS - 1, -1, -1)]
+
+    listened = func.sum(ListeningLedger.seconds)
+    genres = (
+        await session.execute(
+            select(Genre.id, Genre.name, listened)
+            .join(audiobook_genre, audiobook_genre.c.audiobook_id == ListeningLedger.audiobook_id)
+            .join(Genre, Genre.id == audiobook_genre.c.genre_id)
+            .where(ledger)
+            .group_by(Genre.id, Genre.name)
+            .order_by(listened.desc())
+            .limit(TOP_ENTRIES)
+        )
+    ).all()
+    authors = (
+        await session.execute(
+            select(Author.id, Author.name, listened)
+            .join(audiobook_author, audiobook_author.c.audiobook_id == ListeningLedger.audiobook_id)
+            .join(Author, Author.id == audiobook_author.c.author_id)
+            .where(ledger)
+            .group_by(Author.id, Author.name)
+            .order_by(listened.desc())
+            .limit(TOP_ENTRIES)
+        )
+    ).all()
+    reviews = await session.scalar(select(func.count()).where(Review.user_id == user_id)) or 0
+    bookmarks = await session.scalar(select(func.count()).where(Bookmark.user_id == user_id)) or 0
+    return {
+        "total_listening_seconds": round(float(total), 3),
+        "audiobooks_started": started,
+        "audiobooks_completed": completed,
+        "current_streak_days": current,
+        "longest_streak_days": longest,
+        "listening_by_day": [{"date": day, "seconds": round(float(per_day.get(day, 0.0)), 3)} for day in window],
+        "top_genres": [{"id": row[0], "name": row[1], "seconds": round(float(row[2]), 3)} for row in genres],
+        "top_authors": [{"id": row[0], "name": row[1], "seconds": round(float(row[2]), 3)} for row in authors],
+        "reviews_written": reviews,
+        "bookmarks_count": bookmarks,
+    }
