@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def test_chapters_cover_the_whole_file() -> None:
     plan = chapter_plan(61.5, 4)
     assert plan[0][1] == 0
     assert plan[-1][2] == 61.5
-    assert all(a[2] == b[1] for a, b in zip(plan, plan[1:], strict=False))
+    assert all(a[2] == b[1] for a, b in itertools.pairwise(plan))
 
 
 async def test_seeded_books_have_real_chaptered_audio(tmp_path: Path) -> None:
@@ -72,5 +73,6 @@ async def test_seeded_books_have_real_chaptered_audio(tmp_path: Path) -> None:
     assert [frame.start_time / 1000 for frame in chap_frames] == [
         c.start_time_seconds for c in sorted(chapters, key=lambda c: c.chapter_number)
     ]
-    assert authors and authors <= 6 * 2
+    assert authors
+    assert authors <= 6 * 2
     assert OWN_FILE_LIMIT >= 200
