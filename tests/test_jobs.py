@@ -11,6 +11,7 @@ from taskiq.exceptions import TaskiqError
 
 from audioverse.config import Settings
 from audioverse.jobs import TaskQueue, build_broker
+from audioverse.jobs import build_scheduler as scheduler_for
 from tasks import register_tasks
 from tasks.scheduler import scheduler
 
@@ -45,3 +46,12 @@ async def test_an_unknown_task_name_is_refused_in_process(tmp_path: Path) -> Non
 
 def test_scheduler_serves_the_registered_broker() -> None:
     assert scheduler.broker.find_task("system.ping") is not None
+
+
+async def test_periodic_jobs_are_scheduled(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    broker = register_tasks(build_broker(settings), settings)
+    source = scheduler_for(broker).sources[0]
+    await source.startup()
+    schedules = await source.get_schedules()
+    assert {(schedule.task_name, schedule.cron) for schedule in schedules} >= {("reviews.recompute_all", "17 * * * *")}

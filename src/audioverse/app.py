@@ -39,7 +39,7 @@ from audioverse.config import Settings
 from audioverse.db import ensure_data_dir, migrate_to_head, sqlalchemy_config
 from audioverse.errors import problem_details_plugin
 from audioverse.health import HealthController, ReadinessProbes, database_probe
-from audioverse.jobs import TaskQueue, build_broker
+from audioverse.jobs import TaskQueue, build_broker, in_process_scheduler
 from audioverse.listening.controllers import (
     BookmarkController,
     LibraryController,
@@ -125,7 +125,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await seed_if_empty(database, storage, settings.demo_books)
         await broker.startup()
         try:
-            yield
+            async with in_process_scheduler(broker):
+                yield
         finally:
             await broker.shutdown()
             if redis is not None:

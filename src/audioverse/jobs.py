@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from taskiq import AsyncBroker, AsyncTaskiqTask, InMemoryBroker, SmartRetryMiddleware
+from taskiq.cli.scheduler.run import SchedulerLoop
 from taskiq.kicker import AsyncKicker
+from taskiq.schedule_sources import LabelScheduleSource
+from taskiq.scheduler.scheduler import TaskiqScheduler
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend
 
 from audioverse.config import Settings
@@ -36,3 +43,28 @@ class TaskQueue:
         """Send ``task_name`` with its arguments to the broker; the handle can await the result."""
         kicker: AsyncKicker[Any, Any] = AsyncKicker(task_name=task_name, broker=self.broker, labels={})
         return await kicker.kiq(*args, **kwargs)
+
+
+def build_scheduler(broker: AsyncBroker) -> TaskiqScheduler:
+    """Sends the tasks whose ``schedule`` label says when (cron), through ``broker``."""
+    return TaskiqScheduler(broker=broker, sources=[LabelScheduleSource(broker)])
+
+
+@asynccontextmanager
+async def in_process_scheduler(broker: AsyncBroker) -> AsyncIterator[None]:
+    """Periodic jobs for an in-process broker, which no separate scheduler process can reach."""
+    if not isinstance(broker, InMemoryBroker):
+        yield
+        return
+    scheduler = build_scheduler(broker)
+    for source in scheduler.sources:
+        await source.startup()
+    await scheduler.startup()
+    loop = asyncio.create_task(SchedulerLoop(scheduler).run(skip_first_run=True))
+    try:
+        yield
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        await scheduler.shutdown()

@@ -1,0 +1,104 @@
+"""Shared benchmark plumbing: start the real service in a subprocess and watch its memory."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class RssSampler:
+    """Samples a process's resident memory every few milliseconds in a background thread."""
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(rss_bytes(self.pid))
+            time.sleep(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak(self) -> int:
+        return max(self.samples, default=0)
+
+
+@contextmanager
+def running_service(data_dir: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``audioverse run`` (embedded profile unless settings say otherwise) on a free port."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "AUDIOVERSE_DATA_DIR": str(data_dir),
+        "AUDIOVERSE_SEED_DEMO_ON_STARTUP": "false",
+        "AUDIOVERSE_LOG_LEVEL": "WARNING",
+        **{f"AUDIOVERSE_{name.upper()}": value for name, value in settings.items()},
+    }
+    process = subprocess.Popen(
+        [AUDIOVERSE, "run", "--port", str(port)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def create_admin(data_dir: Path, username: str = "bench", password: str = "benchmark password 1") -> tuple[str, str]:
+    environment = {**os.environ, "AUDIOVERSE_DATA_DIR": str(data_dir)}
+    subprocess.run(
+        [AUDIOVERSE, "users", "create-admin", "--email", f"{username}@bench.local", "--username", username, "--password", password],
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
+    return username, password
+
+
+def login(base: str, username: str, password: str) -> dict[str, str]:
+    tokens = httpx.post(f"{base}/api/auth/login/", json={"username_or_email": username, "password": password}).json()
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
