@@ -46,6 +46,7 @@ from audioverse.listening.controllers import (
     ListeningController,
     PlaybackController,
     ProgressController,
+    StreamController,
 )
 from audioverse.model_registry import catalog_outbox  # noqa: F401  (outbox rows on every catalog flush)
 from audioverse.ratelimit import RateLimiter
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BookReviewsController,
             ReviewController,
             PlaybackController,
+            StreamController,
             BookmarkController,
             ProgressController,
             LibraryController,

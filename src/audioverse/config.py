@@ -48,6 +48,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_picture_bytes: int = 5 * 1024 * 1024
     max_upload_bytes: int = 2 * 1024 * 1024 * 1024
     stream_url_minutes: int = 240
+    stream_chunk_bytes: int = 256 * 1024
+    stream_accel_redirect_prefix: str | None = None
     email_backend: Literal["file", "smtp"] = "file"
     email_from: str = "AudioVerse <no-reply@audioverse.local>"
     smtp_host: str = "127.0.0.1"

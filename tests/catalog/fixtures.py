@@ -18,6 +18,7 @@ from audioverse.catalog.models import Audiobook, Chapter
 from audioverse.catalog.services import Catalog
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
+from audioverse.storage import build_storage
 from tests.accounts.test_auth_flow import login, register
 from tests.services import Identity
 
@@ -32,7 +33,7 @@ def tag() -> str:
 
 
 @pytest.fixture
-async def make_book(settings: Settings) -> MakeBook:
+async def make_book(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> MakeBook:
     """Insert a book (with people, genres and chapters by name) and return its id."""
     database = sqlalchemy_config(settings)
 
@@ -49,7 +50,13 @@ async def make_book(settings: Settings) -> MakeBook:
         plays: int = 0,
         uploader: int | None = None,
         chapters: int = 2,
+        audio: bytes | None = None,
     ) -> int:
+        audio_key = f"audiobooks/{secrets.token_hex(6)}/audio.mp3"
+        if audio is not None:
+            source = tmp_path_factory.mktemp("audio") / "audio.mp3"
+            source.write_bytes(audio)
+            await build_storage(settings).put_file(audio_key, source, "audio/mpeg")
         async with database.get_session() as session:
             catalog = Catalog(session)
             book = Audiobook(
@@ -64,7 +71,7 @@ async def make_book(settings: Settings) -> MakeBook:
                 mime_type="audio/mpeg",
                 size_bytes=1000,
                 bitrate=64000,
-                audio_key=f"audiobooks/{secrets.token_hex(6)}/audio.mp3",
+                audio_key=audio_key,
                 uploaded_by_id=uploader,
             )
             step = duration / chapters

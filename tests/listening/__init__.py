@@ -1,1 +1,1 @@
-"""Tests of byte-range streaming: the RFC 9110 logic alone and side by side with nginx."""
+"""Tests of listening: byte-range streaming (alone and beside nginx), progress, bookmarks and the library."""

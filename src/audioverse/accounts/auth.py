@@ -7,8 +7,10 @@ from typing import Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
 from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import Role, User
 from audioverse.errors import Forbidden
@@ -22,15 +24,7 @@ def build_jwt_auth(secret_key: str, access_minutes: int, database: SQLAlchemyAsy
     """Bearer JWT authentication whose tokens die when the user's credentials change."""
 
     async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
-        try:
-            user_id = int(token.sub)
-        except ValueError:
-            return None
-        session = database.provide_session(connection.app.state, connection.scope)
-        user = await session.get(User, user_id)
-        if user is None or token.iat < user.credentials_changed_at.replace(microsecond=0):
-            return None
-        return user
+        return await user_for_token(token, database.provide_session(connection.app.state, connection.scope))
 
     return JWTAuth[User](
         retrieve_user_handler=retrieve_user,
@@ -40,6 +34,33 @@ def build_jwt_auth(secret_key: str, access_minutes: int, database: SQLAlchemyAsy
         require_claims=["exp", "iat", "sub"],
         description="Access token from POST /api/auth/login/ (expires after a few minutes; refresh it).",
     )
+
+
+async def user_for_token(token: Token, session: AsyncSession) -> User | None:
+    """The token's user, unless their credentials changed after it was issued."""
+    try:
+        user_id = int(token.sub)
+    except ValueError:
+        return None
+    user = await session.get(User, user_id)
+    if user is None or token.iat < user.credentials_changed_at.replace(microsecond=0):
+        return None
+    return user
+
+
+async def bearer_user(connection: ASGIConnection[Any, Any, Any, Any], session: AsyncSession) -> User | None:
+    """The user of a valid ``Authorization: Bearer`` header, for routes that also accept other proofs."""
+    scheme, _, encoded = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not encoded:
+        return None
+    jwt_auth: JWTAuth[User] = connection.app.state.jwt_auth
+    try:
+        token = jwt_auth.token_cls.decode(
+            encoded, secret=jwt_auth.token_secret, algorithm=jwt_auth.algorithm, require_claims=["exp", "iat", "sub"]
+        )
+    except NotAuthorizedException:
+        return None
+    return await user_for_token(token, session)
 
 
 def current_user(connection: ASGIConnection[Any, User, Any, Any]) -> User:

@@ -8,16 +8,18 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar import Controller, HttpMethod, Request, Response, delete, get, patch, post, put, route
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import Body, Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from audioverse.accounts.auth import PUBLIC, bearer_user
 from audioverse.accounts.models import User
 from audioverse.catalog.controllers import audiobook_read, chapter_reads
+from audioverse.catalog.models import Audiobook
 from audioverse.config import Settings
-from audioverse.errors import NotFound, problem_responses
+from audioverse.errors import Forbidden, NotFound, Unauthorized, problem_responses
 from audioverse.listening.models import LibraryEntry, ListeningProgress
 from audioverse.listening.schemas import (
     BookmarkPatch,
@@ -34,8 +36,10 @@ from audioverse.listening.schemas import (
     Shelf,
 )
 from audioverse.listening.services import Listening
+from audioverse.listening.streaming import stream_object
 from audioverse.listening.views import bookmark_read, progress_read
-from audioverse.signing import sign_stream_token
+from audioverse.signing import InvalidStreamToken, sign_stream_token, verify_stream_token
+from audioverse.storage import Storage
 
 Limit = Annotated[int, Parameter(ge=1, le=100)]
 Offset = Annotated[int, Parameter(ge=0)]
@@ -88,6 +92,70 @@ class PlaybackController(Controller):
     async def add_bookmark(self, audiobook_id: int, data: BookmarkWrite, listening: Listening) -> BookmarkRead:
         bookmark = await listening.add_bookmark(audiobook_id, data.position_seconds, data.title, data.note)
         return bookmark_read(bookmark)
+
+
+class StreamController(Controller):
+    path = "/api/audiobooks/{audiobook_id:int}/stream"
+    tags = ["listening"]
+
+    @route(
+        "/",
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
+        summary="The audio bytes, with HTTP range requests",
+        description="Needs a bearer token or the signed `token` query parameter of `/playback/`. Honors "
+        "`Range` (`bytes=a-b`, `a-`, `-n`, several ranges as multipart/byteranges) as nginx does for static "
+        "files: 206 with `Content-Range`, 416 with `Content-Range: bytes */size` when unsatisfiable or "
+        "invalid, an unknown unit ignored (200); `If-Range`, `If-None-Match`/`If-Modified-Since` (304), "
+        "`ETag`, `Last-Modified`, `Accept-Ranges: bytes`.",
+        opt=PUBLIC,
+        responses=problem_responses(HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND, 416),
+        include_in_schema=True,
+    )
+    async def stream(
+        self,
+        audiobook_id: int,
+        request: Request[Any, Any, Any],
+        db_session: AsyncSession,
+        storage: Storage,
+        settings: Settings,
+        state: State,
+        token: Annotated[str | None, Parameter(query="token", max_length=2048)] = None,
+    ) -> Response[Any]:
+        await authorize_stream(request, db_session, state, audiobook_id, token)
+        book = await db_session.get(Audiobook, audiobook_id)
+        if book is None:
+            raise NotFound(f"No audiobook with id {audiobook_id}.")
+        if settings.stream_accel_redirect_prefix:
+            # nginx serves the bytes (and ranges) from its internal location; we only authorised.
+            return Response(
+                content=b"",
+                media_type=book.mime_type,
+                headers={"X-Accel-Redirect": settings.stream_accel_redirect_prefix + book.audio_key},
+            )
+        return await stream_object(
+            storage,
+            book.audio_key,
+            method=request.method,
+            headers=request.headers,
+            content_type=book.mime_type,
+            chunk_size=settings.stream_chunk_bytes,
+        )
+
+
+async def authorize_stream(
+    request: Request[Any, Any, Any], session: AsyncSession, state: State, audiobook_id: int, token: str | None
+) -> None:
+    """A bearer token, or a signed stream token for exactly this book."""
+    if await bearer_user(request, session) is not None:
+        return
+    if token is None:
+        raise Unauthorized("Send a bearer token or the signed `token` from /playback/.")
+    try:
+        verify_stream_token(state.secret_key, token, audiobook_id)
+    except InvalidStreamToken as exc:
+        if "another audiobook" in str(exc):
+            raise Forbidden("This stream token is for another audiobook.") from exc
+        raise Unauthorized("The stream token is invalid or expired; ask /playback/ for a new one.") from exc
 
 
 class BookmarkController(Controller):
