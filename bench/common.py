@@ -91,7 +91,17 @@ def running_service(data_dir: Path, **settings: str) -> Iterator[tuple[str, subp
 def create_admin(data_dir: Path, username: str = "bench", password: str = "benchmark password 1") -> tuple[str, str]:
     environment = {**os.environ, "AUDIOVERSE_DATA_DIR": str(data_dir)}
     subprocess.run(
-        [AUDIOVERSE, "users", "create-admin", "--email", f"{username}@bench.local", "--username", username, "--password", password],
+        [
+            AUDIOVERSE,
+            "users",
+            "create-admin",
+            "--email",
+            f"{username}@bench.local",
+            "--username",
+            username,
+            "--password",
+            password,
+        ],
         env=environment,
         check=True,
         capture_output=True,

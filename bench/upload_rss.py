@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import imageio_ffmpeg
 
-from bench.common import ROOT, RssSampler, create_admin, login, running_service, rss_bytes
+from bench.common import ROOT, RssSampler, create_admin, login, rss_bytes, running_service
 
 MIB = 1024 * 1024
 
