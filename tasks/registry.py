@@ -6,10 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from litestar.stores.base import Store
 from taskiq import AsyncBroker
 
 from audioverse.config import Settings
-from tasks import email, reviews, system
+from search import SearchEngine
+from tasks import email, reviews, search_sync, system
 from tasks.runtime import install_resources
 
 
@@ -28,12 +30,17 @@ TASKS = [
     TaskSpec("email.send", email.send_email, RETRY),
     TaskSpec("reviews.recompute_aggregates", reviews.recompute_book_aggregates, RETRY),
     TaskSpec("reviews.recompute_all", reviews.recompute_all_aggregates, {"schedule": [{"cron": "17 * * * *"}]}),
+    # Each catalog commit kicks a drain; the sweep every minute catches a kick that was lost.
+    TaskSpec("search.drain", search_sync.drain, {**RETRY, "schedule": [{"cron": "* * * * *"}]}),
+    TaskSpec("search.reindex", search_sync.rebuild),
 ]
 
 
-def register_tasks(broker: AsyncBroker, settings: Settings) -> AsyncBroker:
+def register_tasks(
+    broker: AsyncBroker, settings: Settings, *, search: SearchEngine | None = None, search_store: Store | None = None
+) -> AsyncBroker:
     """Register every task on ``broker`` and the resources they need; returns the broker."""
-    install_resources(broker, settings)
+    install_resources(broker, settings, search=search, search_store=search_store)
     for spec in TASKS:
         broker.register_task(spec.function, task_name=spec.name, **spec.labels)
     return broker

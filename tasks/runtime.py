@@ -1,4 +1,4 @@
-"""What a task may use: settings, a database session factory and storage, set up per worker."""
+"""What a task may use: settings, database, storage, search engine and store, opened per worker."""
 
 from __future__ import annotations
 
@@ -6,35 +6,64 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
 from taskiq import AsyncBroker, Context, TaskiqDepends, TaskiqEvents, TaskiqState
 
+from audioverse.catalog.indexing import build_search_engine
 from audioverse.config import Settings
 from audioverse.db import ensure_data_dir, sqlalchemy_config
 from audioverse.storage import Storage, build_storage
+from search import SearchEngine
+
+SEARCH_STORE_NAMESPACE = "search"
 
 
 @dataclass
 class TaskResources:
-    """Shared per process: one engine and one storage client, opened at worker start."""
+    """Shared per process: one engine, one storage client, one search engine, opened at worker start."""
 
     settings: Settings
     database: SQLAlchemyAsyncConfig
     storage: Storage
+    search: SearchEngine
+    search_store: Store
 
 
-def install_resources(broker: AsyncBroker, settings: Settings) -> None:
-    """Open :class:`TaskResources` when the worker starts and close them when it stops."""
+def search_store_for(settings: Settings) -> Store:
+    """Where reindex progress lives: Redis (shared by API and workers) or this process's memory."""
+    if settings.redis_url:
+        root = RedisStore.with_client(url=settings.redis_url, namespace=settings.redis_namespace)
+        return root.with_namespace(SEARCH_STORE_NAMESPACE)
+    return MemoryStore()
+
+
+def install_resources(
+    broker: AsyncBroker, settings: Settings, *, search: SearchEngine | None = None, search_store: Store | None = None
+) -> None:
+    """Open :class:`TaskResources` when the worker starts and close them when it stops.
+
+    An in-process broker is handed the application's own search engine and store: the embedded
+    engine allows one writer per index, and a memory store is only shared by sharing the object.
+    """
 
     async def open_resources(state: TaskiqState) -> None:
         ensure_data_dir(settings)
         state.resources = TaskResources(
-            settings=settings, database=sqlalchemy_config(settings), storage=build_storage(settings)
+            settings=settings,
+            database=sqlalchemy_config(settings),
+            storage=build_storage(settings),
+            search=search or build_search_engine(settings),
+            search_store=search_store or search_store_for(settings),
         )
 
     async def close_resources(state: TaskiqState) -> None:
         resources: TaskResources | None = getattr(state, "resources", None)
         if resources is not None:
             await resources.database.get_engine().dispose()
+            if search is None:
+                await resources.search.close()
 
     broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, open_resources)
     broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, close_resources)

@@ -82,8 +82,13 @@ def settings(profile: str, data_root: Path, request: pytest.FixtureRequest) -> S
     database_url: str = request.getfixturevalue("postgres_database")
     namespace: str = request.getfixturevalue("redis_namespace")
     smtp: SmtpServer = request.getfixturevalue("session_smtp")
+    meilisearch: MeilisearchServer = request.getfixturevalue("meilisearch")
     return Settings(
         data_dir=data_dir,
+        search_backend="meilisearch",
+        meilisearch_url=meilisearch.url,
+        meilisearch_api_key=meilisearch.master_key,
+        search_index=namespace.replace("-", "_"),
         database_url=database_url,
         redis_url=REDIS_URL,
         redis_namespace=namespace,

@@ -25,7 +25,7 @@ async def test_ready_reports_each_dependency(client: AsyncTestClient[Litestar], 
     response = await client.get("/api/ready/")
     assert response.status_code == 200, response.text
     checks = response.json()["checks"]
-    expected = {"database", "storage"} | ({"broker"} if profile == "production" else set())
+    expected = {"database", "storage", "search"} | ({"broker"} if profile == "production" else set())
     assert checks == dict.fromkeys(expected, "ok")
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
@@ -23,6 +25,7 @@ from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
 from redis.asyncio import Redis
+from taskiq import InMemoryBroker
 
 from audioverse import __version__
 from audioverse.accounts.auth import build_jwt_auth
@@ -33,6 +36,9 @@ from audioverse.catalog.controllers import (
     GenreController,
     NarratorController,
 )
+from audioverse.catalog.indexing import DRAIN_TASK, build_search_engine
+from audioverse.catalog.outbox import on_catalog_commit
+from audioverse.catalog.search_controllers import SearchAdminController, SearchController
 from audioverse.catalog.seed import DemoSeeder
 from audioverse.cli import AudioverseCLIPlugin
 from audioverse.config import Settings
@@ -53,7 +59,9 @@ from audioverse.ratelimit import RateLimiter
 from audioverse.reviews.controllers import BookReviewsController, ReviewController
 from audioverse.signing import resolve_secret_key
 from audioverse.storage import Storage, build_storage
+from search import SearchEngineError
 from tasks import register_tasks
+from tasks.runtime import search_store_for
 
 OPENAPI_PATH = "/api/schema"
 
@@ -85,6 +93,28 @@ async def seed_if_empty(database: SQLAlchemyAsyncConfig, storage: Storage, books
             logger.info("demo catalog ready", books=books)
 
 
+_kicks: set[asyncio.Task[Any]] = set()
+
+
+def kick_search_sync(task_queue: TaskQueue, loop: asyncio.AbstractEventLoop) -> None:
+    """Ask for an outbox drain now, from the app's event loop (whose broker connections it uses).
+
+    It runs inside a commit, so the request is sent from a new task; a commit made on another
+    thread's loop hands the request over to the app's loop.
+    """
+    coroutine = task_queue.enqueue(DRAIN_TASK)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        task = loop.create_task(coroutine)
+        _kicks.add(task)
+        task.add_done_callback(_kicks.discard)
+    else:
+        asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+
 def request_logging_config() -> LoggingMiddlewareConfig:
     """Log each request line and response status; bodies carry passwords and tokens, so never them."""
     return LoggingMiddlewareConfig(
@@ -101,8 +131,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     secret_key = resolve_secret_key(settings)
     database = sqlalchemy_config(settings)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    broker = register_tasks(build_broker(settings), settings)
     storage = build_storage(settings)
+    search = build_search_engine(settings)
+    search_store = search_store_for(settings)
+    broker = build_broker(settings)
+    # An in-process broker runs tasks beside the API, so they share the app's engine and store.
+    shared = isinstance(broker, InMemoryBroker)
+    register_tasks(broker, settings, search=search if shared else None, search_store=search_store if shared else None)
+    task_queue = TaskQueue(broker)
 
     jwt_auth = build_jwt_auth(secret_key, settings.access_token_minutes, database)
     stores = _stores(settings, redis)
@@ -117,6 +153,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     readiness.add("storage", storage.check)
     if redis is not None:
         readiness.add("broker", redis.ping)
+    readiness.add("search", search.health)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -124,12 +161,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await migrate_to_head(database)
         if settings.seed_demo_on_startup:
             await seed_if_empty(database, storage, settings.demo_books)
+        try:
+            await search.configure()
+        except SearchEngineError as exc:
+            # Searches answer 503 and /api/ready names the engine until it is back; the rest works.
+            structlog.get_logger(__name__).warning("search engine not configured", error=str(exc))
         await broker.startup()
+        loop = asyncio.get_running_loop()
+        remove_hook = on_catalog_commit(lambda: kick_search_sync(task_queue, loop))
         try:
             async with in_process_scheduler(broker):
                 yield
         finally:
+            remove_hook()
             await broker.shutdown()
+            await search.close()
             if redis is not None:
                 await redis.aclose()
 
@@ -155,6 +201,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuthorController,
             NarratorController,
             GenreController,
+            SearchController,
+            SearchAdminController,
             BookReviewsController,
             ReviewController,
             PlaybackController,
@@ -182,12 +230,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "jwt_auth": jwt_auth,
                 "database": database,
                 "secret_key": secret_key,
+                "search": search,
+                "search_store": search_store,
             }
         ),
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "storage": Provide(lambda: storage, sync_to_thread=False, use_cache=True),
-            "task_queue": Provide(lambda: TaskQueue(broker), sync_to_thread=False, use_cache=True),
+            "task_queue": Provide(lambda: task_queue, sync_to_thread=False, use_cache=True),
             "auth_rate_limiter": Provide(lambda: auth_rate_limiter, sync_to_thread=False, use_cache=True),
         },
         cors_config=CORSConfig(allow_origins=settings.cors_allow_origins) if settings.cors_allow_origins else None,

@@ -34,6 +34,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     redis_url: str | None = None
     redis_namespace: str = "audioverse"
     task_queue_name: str = "audioverse:tasks"
+    search_backend: Literal["embedded", "meilisearch"] = "embedded"
+    search_dir: Path | None = None
+    search_index: str = "audiobooks"
+    meilisearch_url: str = "http://127.0.0.1:7700"
+    meilisearch_api_key: str | None = None
+    search_sync_batch: int = 500
     storage_backend: Literal["local"] = "local"
     storage_local_dir: Path | None = None
     cors_allow_origins: list[str] = msgspec.field(default_factory=list)
@@ -90,6 +96,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def resolved_storage_dir(self) -> Path:
         """Where the local storage adapter keeps objects."""
         return self.storage_local_dir or self.data_dir / "storage"
+
+    @property
+    def resolved_search_dir(self) -> Path:
+        """Where the embedded search engine keeps its index."""
+        return self.search_dir or self.data_dir / "search"
 
     @property
     def mail_dir(self) -> Path:

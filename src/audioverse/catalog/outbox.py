@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event, insert
@@ -18,6 +19,7 @@ from audioverse.catalog.models import (
 )
 
 Change = tuple[OutboxEntity, int, OutboxOperation]
+PENDING_KEY = "audioverse.catalog_outbox_pending"
 
 
 def _changes(session: Session) -> set[Change]:
@@ -46,10 +48,34 @@ def _changes(session: Session) -> set[Change]:
     return changes
 
 
+# Called after a transaction that wrote outbox rows commits (the composition root sets it: it asks
+# a worker to drain the outbox now rather than at the next periodic sweep).
+_after_commit_hooks: list[Callable[[], None]] = []
+
+
+def on_catalog_commit(hook: Callable[[], None]) -> Callable[[], None]:
+    """Run ``hook`` after every commit that wrote outbox rows; returns a function that removes it."""
+    _after_commit_hooks.append(hook)
+    return lambda: _after_commit_hooks.remove(hook)
+
+
+@event.listens_for(Session, "after_commit")
+def kick_after_commit(session: Session) -> None:
+    if session.info.pop(PENDING_KEY, False):
+        for hook in list(_after_commit_hooks):
+            hook()
+
+
+@event.listens_for(Session, "after_rollback")
+def forget_after_rollback(session: Session) -> None:
+    session.info.pop(PENDING_KEY, None)
+
+
 @event.listens_for(Session, "after_flush")
 def record_catalog_changes(session: Session, flush_context: UOWTransaction) -> None:
     """Same transaction, same connection: the row exists exactly when the change commits."""
     if changes := _changes(session):
+        session.info[PENDING_KEY] = True
         rows: list[dict[str, Any]] = [
             {"entity": entity, "entity_id": entity_id, "operation": operation}
             for entity, entity_id, operation in sorted(changes)

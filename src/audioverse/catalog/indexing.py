@@ -1,0 +1,245 @@
+"""Keeping the search index equal to the catalog: documents from rows, outbox drain, full reindex."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+from litestar.stores.base import Store
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from audioverse.catalog.controllers import cover_url
+from audioverse.catalog.models import (
+    Audiobook,
+    Author,
+    CatalogOutbox,
+    Narrator,
+    OutboxEntity,
+    OutboxOperation,
+    audiobook_author,
+    audiobook_narrator,
+)
+from audioverse.catalog.services import LIST_LOAD
+from audioverse.config import Settings
+from audioverse.errors import Conflict
+from search import SearchEngine
+from search.documents import AudiobookDocument, GenreRef, PersonDocument, PersonKind, PersonRef
+from search.embedded import EmbeddedSearchEngine
+from search.meilisearch import MeilisearchEngine
+
+DRAIN_TASK = "search.drain"
+REINDEX_TASK = "search.reindex"
+REINDEX_STATUS_KEY = "reindex"
+PEOPLE: dict[OutboxEntity, tuple[PersonKind, type[Author] | type[Narrator]]] = {
+    OutboxEntity.AUTHOR: ("author", Author),
+    OutboxEntity.NARRATOR: ("narrator", Narrator),
+}
+
+
+def build_search_engine(settings: Settings) -> SearchEngine:
+    """The engine the settings name: Meilisearch in production, tantivy in-process by default."""
+    if settings.search_backend == "meilisearch":
+        return MeilisearchEngine(settings.meilisearch_url, settings.meilisearch_api_key, index=settings.search_index)
+    return EmbeddedSearchEngine(settings.resolved_search_dir)
+
+
+def audiobook_document(book: Audiobook) -> AudiobookDocument:
+    return AudiobookDocument(
+        id=book.id,
+        title=book.title,
+        subtitle=book.subtitle or "",
+        description=book.description,
+        series=book.series,
+        series_position=book.series_position,
+        authors=[PersonRef(id=a.id, name=a.name) for a in book.authors],
+        narrators=[PersonRef(id=n.id, name=n.name) for n in book.narrators],
+        genres=[GenreRef(id=g.id, name=g.name, slug=g.slug) for g in book.genres],
+        language=book.language,
+        duration_seconds=book.duration_seconds,
+        release_date=book.release_date,
+        average_rating=float(book.average_rating),
+        total_ratings=book.total_ratings,
+        play_count=book.play_count,
+        created_at=book.created_at,
+        cover_url=cover_url(book),
+    )
+
+
+async def audiobook_documents(session: AsyncSession, ids: Iterable[int]) -> list[AudiobookDocument]:
+    """Documents for the books that exist among ``ids``: one query for the books, one per relation."""
+    wanted = list(ids)
+    if not wanted:
+        return []
+    books = await session.scalars(select(Audiobook).where(Audiobook.id.in_(wanted)).options(*LIST_LOAD))
+    return [audiobook_document(book) for book in books]
+
+
+def _link(model: type[Author] | type[Narrator]) -> Any:
+    return audiobook_author.c.author_id if model is Author else audiobook_narrator.c.narrator_id
+
+
+async def person_documents(
+    session: AsyncSession, kind: PersonKind, model: type[Author] | type[Narrator], ids: Iterable[int] | None = None
+) -> list[PersonDocument]:
+    """Author or narrator documents with their book counts (all of them when ``ids`` is None)."""
+    key = _link(model)
+    count = select(func.count()).where(key == model.id).correlate(model).scalar_subquery()
+    statement = select(model.id, model.name, count)
+    if ids is not None:
+        statement = statement.where(model.id.in_(list(ids)))
+    rows = (await session.execute(statement)).all()
+    return [PersonDocument(id=row[0], name=row[1], kind=kind, audiobooks_count=row[2]) for row in rows]
+
+
+class Changes:
+    """What a batch of outbox rows asks of the index, the latest row for an entity winning."""
+
+    def __init__(self) -> None:
+        self.books: dict[int, OutboxOperation] = {}
+        self.people: dict[OutboxEntity, dict[int, OutboxOperation]] = {entity: {} for entity in PEOPLE}
+
+    def add(self, row: CatalogOutbox) -> None:
+        target = self.books if row.entity == OutboxEntity.AUDIOBOOK else self.people[row.entity]
+        target[row.entity_id] = row.operation
+
+    def ids(self, operations: dict[int, OutboxOperation], operation: OutboxOperation) -> set[int]:
+        return {entity_id for entity_id, op in operations.items() if op == operation}
+
+
+async def _apply(session: AsyncSession, engine: SearchEngine, changes: Changes) -> None:
+    book_upserts = changes.ids(changes.books, OutboxOperation.UPSERT)
+    for entity, (kind, model) in PEOPLE.items():
+        people = changes.people[entity]
+        renamed = changes.ids(people, OutboxOperation.UPSERT)
+        if renamed:
+            # A person's name is inside every document of their books.
+            key = _link(model)
+            link_table = key.table
+            book_upserts |= set(await session.scalars(select(link_table.c.audiobook_id).where(key.in_(renamed))))
+        people_documents = await person_documents(session, kind, model, renamed) if renamed else []
+        gone = changes.ids(people, OutboxOperation.DELETE) | (renamed - {d.id for d in people_documents})
+        await engine.upsert_people(people_documents)
+        await engine.delete_people(kind, sorted(gone))
+    documents = await audiobook_documents(session, book_upserts)
+    deleted = changes.ids(changes.books, OutboxOperation.DELETE) | (book_upserts - {d.id for d in documents})
+    await engine.upsert(documents)
+    await engine.delete(sorted(deleted))
+
+
+async def drain_outbox(database: SQLAlchemyAsyncConfig, engine: SearchEngine, batch_size: int) -> int:
+    """Apply pending outbox rows to the engine; rows are marked done only after the engine confirms.
+
+    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` hands each batch to one worker; an engine failure rolls the
+    batch back, leaving its rows for the next attempt.
+    """
+    drained = 0
+    while True:
+        async with database.get_session() as session:
+            rows = (
+                await session.scalars(
+                    select(CatalogOutbox)
+                    .where(CatalogOutbox.processed_at.is_(None))
+                    .order_by(CatalogOutbox.id)
+                    .limit(batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return drained
+            changes = Changes()
+            for row in rows:
+                changes.add(row)
+            await _apply(session, engine, changes)
+            await session.execute(
+                update(CatalogOutbox)
+                .where(CatalogOutbox.id.in_([row.id for row in rows]))
+                .values(processed_at=datetime.now(UTC))
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
+            drained += len(rows)
+
+
+class ReindexStatus(msgspec.Struct):
+    state: Literal["idle", "running", "succeeded", "failed"] = "idle"
+    job_id: str | None = None
+    processed: int = 0
+    total: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+async def read_status(store: Store) -> ReindexStatus:
+    raw = await store.get(REINDEX_STATUS_KEY)
+    return msgspec.json.decode(raw, type=ReindexStatus) if raw else ReindexStatus()
+
+
+async def write_status(store: Store, status: ReindexStatus) -> None:
+    await store.set(REINDEX_STATUS_KEY, msgspec.json.encode(status))
+
+
+async def claim_reindex(store: Store) -> ReindexStatus:
+    """Mark a reindex as started; 409 while another one runs."""
+    current = await read_status(store)
+    if current.state == "running":
+        raise Conflict("A reindex is already running.", extra={"job_id": current.job_id})
+    status = ReindexStatus(state="running", job_id=uuid.uuid4().hex, started_at=datetime.now(UTC))
+    await write_status(store, status)
+    return status
+
+
+async def reindex(
+    database: SQLAlchemyAsyncConfig,
+    engine: SearchEngine,
+    store: Store,
+    status: ReindexStatus,
+    *,
+    batch_size: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReindexStatus:
+    """Build a fresh index from the database beside the live one and swap it in atomically."""
+    try:
+        await engine.create_staging_index()
+        async with database.get_session() as session:
+            status.total = await session.scalar(select(func.count()).select_from(Audiobook)) or 0
+            for kind, model in PEOPLE.values():
+                await engine.load_staging(people=await person_documents(session, kind, model))
+        last_id = 0
+        while True:
+            async with database.get_session() as session:
+                ids = list(
+                    await session.scalars(
+                        select(Audiobook.id).where(Audiobook.id > last_id).order_by(Audiobook.id).limit(batch_size)
+                    )
+                )
+                if not ids:
+                    break
+                await engine.load_staging(documents=await audiobook_documents(session, ids))
+            last_id = ids[-1]
+            status.processed += len(ids)
+            await write_status(store, status)
+            if progress:
+                progress(status.processed, status.total)
+        await engine.swap_in_staging()
+    except Exception as exc:
+        await engine.drop_staging()
+        status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    else:
+        status.state = "succeeded"
+    finally:
+        status.finished_at = datetime.now(UTC)
+        await write_status(store, status)
+    return status
+
+
+async def pending_changes(session: AsyncSession) -> tuple[int, datetime | None]:
+    pending = await session.scalar(select(func.count()).where(CatalogOutbox.processed_at.is_(None))) or 0
+    last = await session.scalar(select(func.max(CatalogOutbox.processed_at)))
+    return pending, last

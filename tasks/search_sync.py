@@ -1,0 +1,21 @@
+"""Search tasks: drain the catalog outbox into the engine, and rebuild the index from scratch."""
+
+from __future__ import annotations
+
+import msgspec
+
+from audioverse.catalog.indexing import ReindexStatus, drain_outbox, reindex
+from tasks.runtime import Resources
+
+
+async def drain(resources: Resources) -> int:
+    """Apply every pending catalog change to the search engine; raises (and is retried) if it is down."""
+    return await drain_outbox(resources.database, resources.search, resources.settings.search_sync_batch)
+
+
+async def rebuild(status: dict[str, object], resources: Resources) -> dict[str, object]:
+    """Build a fresh index beside the live one and swap it in; ``status`` is the claimed job."""
+    job = msgspec.convert(status, ReindexStatus)
+    finished = await reindex(resources.database, resources.search, resources.search_store, job)
+    result: dict[str, object] = msgspec.to_builtins(finished)
+    return result

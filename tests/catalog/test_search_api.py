@@ -1,0 +1,172 @@
+"""Search end to end: catalog writes reach the engine through the outbox; search, suggest, reindex."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from audioverse.app import create_app
+from audioverse.catalog.indexing import ReindexStatus, write_status
+from audioverse.config import Settings
+from tasks.runtime import search_store_for
+from tests.accounts.test_auth_flow import bearer
+from tests.catalog.fixtures import MakeBook, Tokens
+from tests.services import free_port
+
+Client = AsyncTestClient[Litestar]
+INDEX_WAIT_SECONDS = 10
+
+
+async def search(client: Client, **params: Any) -> dict[str, Any]:
+    response = await client.get("/api/audiobooks/search/", params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def wait_for(client: Client, predicate: Any, **params: Any) -> dict[str, Any]:
+    """Search until ``predicate(body)`` holds: indexing is asynchronous by design."""
+    with anyio.fail_after(INDEX_WAIT_SECONDS):
+        while True:
+            body = await search(client, **params)
+            if predicate(body):
+                return body
+            await anyio.sleep(0.1)
+
+
+def ids(body: dict[str, Any]) -> list[int]:
+    return [item["id"] for item in body["items"]]
+
+
+async def test_a_new_book_is_found_then_edits_and_deletes_follow(
+    client: Client, make_book: MakeBook, tag: str, curator: Tokens
+) -> None:
+    book_id = await make_book(
+        title=f"Frankenstein {tag}", authors=(f"Mary Shelley {tag}",), genres=(f"Genre {tag}",), duration=30000
+    )
+    found = await wait_for(client, lambda b: book_id in ids(b), q="Frankenstien", genre=f"genre-{tag}")
+    item = found["items"][0]
+    assert item["title"] == f"Frankenstein {tag}"
+    assert "<mark>" in item["highlights"]["title"]
+    assert item["authors"][0]["name"] == f"Mary Shelley {tag}"
+    by_author = await search(client, q="Shelly", genre=f"genre-{tag}")
+    assert book_id in ids(by_author)
+    await client.patch(
+        f"/api/audiobooks/{book_id}/", headers=bearer(curator), json={"title": f"The Modern Prometheus {tag}"}
+    )
+    await wait_for(client, lambda b: book_id in ids(b), q="Prometheus", genre=f"genre-{tag}")
+    await client.delete(f"/api/audiobooks/{book_id}/", headers=bearer(curator))
+    await wait_for(client, lambda b: b["total"] == 0, genre=f"genre-{tag}")
+
+
+async def test_filters_facets_and_pagination(client: Client, make_book: MakeBook, tag: str) -> None:
+    for index, (language, duration) in enumerate([("en", 1800), ("en", 20000), ("fr", 50000), ("de", 90000)]):
+        await make_book(
+            title=f"Volume {index} {tag}", language=language, duration=duration, genres=(f"Genre {tag}",),
+            authors=(f"Writer {tag}",),
+        )  # fmt: skip
+    body = await wait_for(
+        client, lambda b: b["total"] == 4, genre=f"genre-{tag}", facets="languages,duration,genres", limit=2
+    )
+    assert len(body["items"]) == 2
+    assert body["facets"]["languages"] == {"en": 2, "fr": 1, "de": 1}
+    assert body["facets"]["genres"] == {f"genre-{tag}": 4}
+    assert sum(body["facets"]["duration"].values()) == 4
+    assert body["processing_time_ms"] >= 0
+    english = await search(client, genre=f"genre-{tag}", language="en", sort="duration_seconds")
+    assert [item["duration_seconds"] for item in english["items"]] == [1800, 20000]
+    long_ones = await search(client, genre=f"genre-{tag}", duration_min=20000, sort="-duration_seconds")
+    assert [item["duration_seconds"] for item in long_ones["items"]] == [90000, 50000, 20000]
+    second_page = await search(client, genre=f"genre-{tag}", sort="title", limit=2, offset=2)
+    assert [item["title"].split()[1] for item in second_page["items"]] == ["2", "3"]
+    assert second_page["total"] == 4
+
+
+async def test_filter_values_cannot_change_the_filter(client: Client, make_book: MakeBook, tag: str) -> None:
+    await make_book(title=f"Guarded {tag}", language="en", genres=(f"Genre {tag}",))
+    await wait_for(client, lambda b: b["total"] == 1, genre=f"genre-{tag}")
+    for injected in ['en" OR language != "xx', "en' OR 1=1 --", 'en") OR (language EXISTS']:
+        body = await search(client, genre=f"genre-{tag}", language=injected)
+        assert body["total"] == 0, injected
+    sneaky_genre = await search(client, genre=f'genre-{tag}" OR genres.slug EXISTS OR "x')
+    assert sneaky_genre["total"] == 0
+
+
+async def test_bad_search_parameters_are_4xx(client: Client) -> None:
+    for params in ({"facets": "price"}, {"sort": "loudness"}, {"limit": 0}, {"limit": 101}, {"author": "x"}):
+        response = await client.get("/api/audiobooks/search/", params=params)
+        assert response.status_code in {400, 422}, params
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_suggest(client: Client, make_book: MakeBook, tag: str) -> None:
+    await make_book(
+        title=f"Zanzibarian Nights {tag}", authors=(f"Zenobia Quillfeather {tag}",), narrators=(f"Zed Voice {tag}",)
+    )
+    body: dict[str, Any] = {}
+    with anyio.fail_after(INDEX_WAIT_SECONDS):
+        while not body.get("audiobooks"):
+            body = (await client.get("/api/search/suggest/", params={"q": "Zanzibar"})).json()
+            await anyio.sleep(0.1)
+    assert body["audiobooks"][0]["title"] == f"Zanzibarian Nights {tag}"
+    people = (await client.get("/api/search/suggest/", params={"q": "Quillfea"})).json()
+    assert people["authors"][0]["name"] == f"Zenobia Quillfeather {tag}"
+
+
+async def test_reindex_rebuilds_the_index_and_reports_status(
+    client: Client,
+    app: Litestar,
+    settings: Settings,
+    profile: str,
+    make_book: MakeBook,
+    tag: str,
+    curator: Tokens,
+    uploader: Tokens,
+) -> None:
+    await make_book(title=f"Reindexed {tag}", genres=(f"Genre {tag}",))
+    await wait_for(client, lambda b: b["total"] == 1, genre=f"genre-{tag}")
+    assert (await client.post("/api/admin/search/reindex/", headers=bearer(uploader))).status_code == 403
+    started = await client.post("/api/admin/search/reindex/", headers=bearer(curator))
+    assert started.status_code == 202
+    job_id = started.json()["job_id"]
+    with anyio.fail_after(60):
+        while True:
+            status = (await client.get("/api/admin/search/status/", headers=bearer(curator))).json()
+            if status["reindex"]["state"] in {"succeeded", "failed"}:
+                break
+            await anyio.sleep(0.2)
+    assert status["reindex"]["state"] == "succeeded"
+    assert status["reindex"]["processed"] == status["reindex"]["total"] > 0
+    assert status["engine"] in {"embedded", "meilisearch"}
+    assert (await search(client, genre=f"genre-{tag}"))["total"] == 1
+    # While one runs, a second is refused. (The app's Redis client belongs to the app's event loop.)
+    store = app.state.search_store if profile == "embedded" else search_store_for(settings)
+    await write_status(store, ReindexStatus(state="running", job_id=job_id))
+    conflict = await client.post("/api/admin/search/reindex/", headers=bearer(curator))
+    assert conflict.status_code == 409
+    assert conflict.json()["job_id"] == job_id
+    await write_status(store, ReindexStatus(state="succeeded", job_id=job_id))
+
+
+async def test_an_unreachable_engine_is_503_and_named_by_ready(settings: Settings, tmp_path: Path) -> None:
+    down = msgspec.structs.replace(
+        settings,
+        data_dir=tmp_path,
+        search_backend="meilisearch",
+        meilisearch_url=f"http://127.0.0.1:{free_port()}",
+        readiness_timeout_seconds=1.0,
+    )
+    async with AsyncTestClient(create_app(down)) as client:
+        response = await client.get("/api/audiobooks/search/", params={"q": "anything"})
+        suggest = await client.get("/api/search/suggest/", params={"q": "any"})
+        ready = await client.get("/api/ready")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert suggest.status_code == 503
+    assert ready.status_code == 503
+    assert "search" in ready.json()["detail"]

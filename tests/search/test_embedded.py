@@ -1,0 +1,77 @@
+"""What only the embedded engine does: its index lives in a directory and survives restarts."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from search import SearchEngineUnavailable, SearchQuery
+from search.embedded import CURRENT_POINTER, EmbeddedSearchEngine, within_edits
+from tests.search.catalog import CATALOG, PEOPLE
+
+
+@pytest.mark.parametrize(
+    ("word", "target", "edits"),
+    [
+        ("holmes", "holmes", 0),
+        ("holmes", "homles", 1),  # neighbours swapped
+        ("holmes", "holme", 1),
+        ("holmes", "hlomse", 2),
+        ("stevenson", "stivensen", 2),
+        ("emma", "anna", 3),
+    ],
+)
+def test_edit_distance_counts_a_swap_of_neighbours_once(word: str, target: str, edits: int) -> None:
+    assert within_edits(word, target, edits)
+    assert edits == 0 or not within_edits(word, target, edits - 1)
+
+
+def generations_on_disk(directory: Path) -> tuple[list[str], str]:
+    """The generation directories present, and the one ``CURRENT`` names."""
+    generations = sorted(path.name for path in directory.iterdir() if path.is_dir())
+    return generations, (directory / CURRENT_POINTER).read_text()
+
+
+async def test_the_index_survives_a_restart(tmp_path: Path) -> None:
+    first = EmbeddedSearchEngine(tmp_path)
+    await first.upsert(CATALOG)
+    await first.upsert_people(PEOPLE)
+    await first.close()
+
+    reopened = EmbeddedSearchEngine(tmp_path)
+    try:
+        assert await reopened.count() == len(CATALOG)
+        assert [author.name for author in (await reopened.suggest("doyle")).authors] == ["Arthur Conan Doyle"]
+    finally:
+        await reopened.close()
+
+
+async def test_a_restart_after_a_swap_opens_the_new_index_and_forgets_abandoned_rebuilds(tmp_path: Path) -> None:
+    engine = EmbeddedSearchEngine(tmp_path)
+    await engine.upsert(CATALOG[:5])
+    await engine.create_staging_index()
+    await engine.load_staging(CATALOG[5:8])
+    await engine.swap_in_staging()
+    await engine.create_staging_index()  # a rebuild the process never finishes
+    await engine.close()
+
+    reopened = EmbeddedSearchEngine(tmp_path)
+    try:
+        assert {hit.id for hit in (await reopened.search(SearchQuery())).hits} == {book.id for book in CATALOG[5:8]}
+        generations, current = generations_on_disk(tmp_path)
+        assert generations == [current]
+    finally:
+        await reopened.close()
+
+
+async def test_health_fails_once_the_index_directory_is_gone(tmp_path: Path) -> None:
+    engine = EmbeddedSearchEngine(tmp_path / "index")
+    await engine.health()
+    shutil.rmtree(tmp_path / "index")
+    try:
+        with pytest.raises(SearchEngineUnavailable):
+            await engine.health()
+    finally:
+        await engine.close()

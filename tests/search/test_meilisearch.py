@@ -1,0 +1,108 @@
+"""What only the Meilisearch adapter does: its filter syntax, task failures, totals, an absent server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date
+
+import msgspec
+import pytest
+from meilisearch_python_sdk import AsyncClient
+
+from search import SearchEngineError, SearchEngineUnavailable, SearchFilters, SearchQuery
+from search.meilisearch import MeilisearchEngine, filter_expressions, quoted
+from tests.search.catalog import CATALOG
+from tests.services import MeilisearchServer, free_port, unique_name
+
+
+@pytest.fixture
+async def meili_engine(meilisearch: MeilisearchServer) -> AsyncIterator[MeilisearchEngine]:
+    engine = MeilisearchEngine(meilisearch.url, meilisearch.master_key, index=unique_name("books"))
+    await engine.configure()
+    yield engine
+    await engine.drop_staging()
+    await engine.close()
+    async with AsyncClient(meilisearch.url, meilisearch.master_key) as client:
+        for uid in (engine.audiobooks_index, engine.people_index):
+            await client.delete_index_if_exists(uid)
+
+
+def test_string_values_become_one_quoted_literal() -> None:
+    assert quoted('en" OR language = "fr') == r'"en\" OR language = \"fr"'
+    assert quoted("a\\") == r'"a\\"'
+
+
+def test_filters_translate_to_typed_expressions() -> None:
+    filters = SearchFilters(
+        genre="sci-fi",
+        author_id=3,
+        narrator_id=4,
+        language="en",
+        duration_min=60,
+        duration_max=7200.5,
+        released_after=date(1900, 1, 1),
+        released_before=date(1900, 1, 2),
+        min_rating=4,
+    )
+
+    assert filter_expressions(filters) == [
+        'genres.slug = "sci-fi"',
+        "authors.id = 3",
+        "narrators.id = 4",
+        'language = "en"',
+        "duration_seconds >= 60.0",
+        "duration_seconds <= 7200.5",
+        f"release_day >= {date(1900, 1, 1).toordinal()}",
+        f"release_day <= {date(1900, 1, 2).toordinal()}",
+        "average_rating >= 4.0",
+    ]
+
+
+def test_a_string_smuggled_into_a_numeric_filter_is_refused() -> None:
+    with pytest.raises(ValueError, match="invalid literal for int"):
+        filter_expressions(SearchFilters(author_id="1 OR authors.id EXISTS"))  # type: ignore[arg-type]
+
+
+async def test_totals_stay_exact_beyond_meilisearchs_default_cap(meili_engine: MeilisearchEngine) -> None:
+    template = CATALOG[0]
+    many = [msgspec.structs.replace(template, id=book_id, title=f"Volume {book_id}") for book_id in range(1, 1501)]
+    await meili_engine.upsert(many)
+
+    result = await meili_engine.search(SearchQuery(text="volume", limit=50, offset=1450, sort="title"))
+
+    assert result.total == 1500
+    assert len(result.hits) == 50
+
+
+async def test_a_failed_indexing_task_raises_with_meilisearchs_reason(
+    meili_engine: MeilisearchEngine, meilisearch: MeilisearchServer
+) -> None:
+    async with AsyncClient(meilisearch.url, meilisearch.master_key) as client:
+        # Someone else gave the index another primary key, so Meilisearch rejects our documents.
+        await client.index(meili_engine.audiobooks_index).update(primary_key="isbn")
+
+    with pytest.raises(SearchEngineError, match=r"task \d+ \(documentAdditionOrUpdate\) failed: index_primary_key"):
+        await meili_engine.upsert(CATALOG[:1])
+
+
+async def test_a_refused_request_is_an_engine_error(meilisearch: MeilisearchServer) -> None:
+    engine = MeilisearchEngine(meilisearch.url, "not-the-key", index=unique_name("books"))
+    try:
+        with pytest.raises(SearchEngineError, match="refused") as refused:
+            await engine.search(SearchQuery())
+        assert not isinstance(refused.value, SearchEngineUnavailable)
+    finally:
+        await engine.close()
+
+
+async def test_an_unreachable_server_is_reported_unavailable() -> None:
+    engine = MeilisearchEngine(f"http://127.0.0.1:{free_port()}", "key", request_timeout_seconds=1)
+    try:
+        with pytest.raises(SearchEngineUnavailable):
+            await engine.health()
+        with pytest.raises(SearchEngineUnavailable):
+            await engine.search(SearchQuery(text="anything"))
+        with pytest.raises(SearchEngineUnavailable):
+            await engine.upsert(CATALOG[:1])
+    finally:
+        await engine.close()
