@@ -174,6 +174,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 yield
         finally:
             remove_hook()
+            if isinstance(broker, InMemoryBroker):
+                # Let in-process tasks finish before the engine and database they write to close.
+                await broker.wait_all()
             await broker.shutdown()
             await search.close()
             if redis is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 from advanced_alchemy.alembic.commands import AlembicCommands
@@ -13,6 +14,7 @@ from advanced_alchemy.extensions.litestar import (
     EngineConfig,
     SQLAlchemyAsyncConfig,
 )
+from sqlalchemy import event
 
 from audioverse.config import Settings
 
@@ -31,7 +33,7 @@ def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
         if settings.uses_sqlite
         else EngineConfig(echo=settings.database_echo, pool_size=settings.database_pool_size, pool_pre_ping=True)
     )
-    return SQLAlchemyAsyncConfig(
+    config = SQLAlchemyAsyncConfig(
         connection_string=url,
         engine_config=engine,
         session_config=AsyncSessionConfig(expire_on_commit=False),
@@ -43,6 +45,19 @@ def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
             render_as_batch=settings.uses_sqlite,
         ),
     )
+    if settings.uses_sqlite:
+        event.listen(config.get_engine().sync_engine, "connect", _sqlite_pragmas)
+    return config
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # WAL lets readers and one writer work at once (the API reads while tasks write); a writer that
+    # finds the database busy waits instead of failing at once; SQLite enforces foreign keys only on request.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 def ensure_data_dir(settings: Settings) -> None:

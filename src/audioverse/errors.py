@@ -16,6 +16,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
+from sqlalchemy.exc import IntegrityError
 
 logger = structlog.get_logger(__name__)
 
@@ -178,6 +179,11 @@ def _from_duplicate(exc: DuplicateKeyError) -> ProblemDetailsException:
     return problem(HTTPStatus.CONFLICT, "A resource with these values already exists.", slug="conflict")
 
 
+def _from_integrity(exc: IntegrityError) -> ProblemDetailsException:
+    # Requests are validated first, so what the database still refuses is a clash with existing rows.
+    return problem(HTTPStatus.CONFLICT, "This conflicts with data that already exists.", slug="conflict")
+
+
 def _from_unexpected(exc: Exception) -> ProblemDetailsException:
     logger.exception("unhandled error", exc_info=exc)
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred; it has been logged.")
@@ -188,6 +194,7 @@ EXCEPTION_MAP: Mapping[type[Any], Callable[[Any], ProblemDetailsException]] = {
     HTTPException: _from_http,
     NotFoundError: _from_not_found,
     DuplicateKeyError: _from_duplicate,
+    IntegrityError: _from_integrity,
     Exception: _from_unexpected,
 }
 

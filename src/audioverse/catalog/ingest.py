@@ -14,7 +14,7 @@ import msgspec
 from litestar.datastructures import UploadFile
 
 from audioverse.accounts.models import User
-from audioverse.catalog.audio_metadata import AudioMetadata, UnreadableAudio, read_audio_metadata
+from audioverse.catalog.audio_metadata import AudioMetadata, UnreadableAudio, read_audio_metadata_async
 from audioverse.catalog.models import Audiobook, Chapter
 from audioverse.catalog.schemas import AudiobookUpdate
 from audioverse.catalog.services import Catalog
@@ -112,7 +112,7 @@ async def ingest(
         audio_path = Path(scratch) / "audio"
         size = await save_upload(audio, audio_path, max_bytes, "audio")
         try:
-            tags = await anyio.to_thread.run_sync(read_audio_metadata, audio_path)
+            tags = await read_audio_metadata_async(audio_path)
         except UnreadableAudio as exc:
             raise Unprocessable(
                 f"The audio file cannot be used: {exc.reason}",
