@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import imageio_ffmpeg
-from mutagen.id3 import APIC, CHAP, COMM, CTOC, ID3, TCOM, TCON, TDRC, TIT2, TPE1, CTOCFlags
+from mutagen.id3 import APIC, CHAP, COMM, CTOC, ID3, TCON, TDRC, TIT2, TPE1, CTOCFlags
 from PIL import Image
 
 CHAPTERS = [("Opening", 0.0, 4.0), ("The Storm", 4.0, 8.5), ("Landfall", 8.5, 12.0)]

@@ -19,7 +19,7 @@ def test_chaptered_books(tmp_path: Path, make: object) -> None:
     assert abs(metadata.duration_seconds - expected.duration) <= 0.1
     assert 16_000 <= metadata.bitrate <= 400_000
     assert [c.title for c in metadata.chapters] == [c[0] for c in expected.chapters]
-    for chapter, (_, start, end) in zip(metadata.chapters, expected.chapters, strict=True):
+    for chapter, (_, start, _end) in zip(metadata.chapters, expected.chapters, strict=True):
         assert abs(chapter.start_seconds - start) <= 0.010
     assert abs(metadata.chapters[-1].end_seconds - metadata.duration_seconds) <= 0.010
     assert metadata.title == expected.title

@@ -16,7 +16,7 @@ from audioverse.catalog.models import Audiobook
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
 from tests.accounts.test_auth_flow import bearer
-from tests.audio_fixtures import m4b_with_chapters, mp3_with_chapters, png_cover
+from tests.audio_fixtures import m4b_with_chapters, mp3_with_chapters, plain, png_cover
 from tests.catalog.fixtures import Tokens
 
 Client = AsyncTestClient[Litestar]
@@ -98,8 +98,6 @@ async def test_m4b_upload_and_form_fields_win(client: Client, uploader: Tokens, 
 
 
 async def test_a_file_without_chapters_gets_one(client: Client, uploader: Tokens, tmp_path: Path) -> None:
-    from tests.audio_fixtures import plain
-
     path = plain(tmp_path, "flac", ["-c:a", "flac"])
     response = await upload(client, uploader, ("x.flac", path.read_bytes()), title="Short", authors="Someone")
     assert response.status_code == 201, response.text

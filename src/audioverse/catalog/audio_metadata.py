@@ -133,7 +133,7 @@ def _id3_fields(tags: ID3 | None, duration: float) -> dict[str, Any]:
 
 
 def _mp4_fields(audio: MP4, duration: float) -> dict[str, Any]:
-    tags = audio.tags or {}
+    tags: Any = audio.tags or {}
     comments = _texts(tags.get("\xa9cmt")) + _texts(tags.get("desc"))
     covers = tags.get("covr") or []
     cover = None
