@@ -40,7 +40,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     meilisearch_url: str = "http://127.0.0.1:7700"
     meilisearch_api_key: str | None = None
     search_sync_batch: int = 500
-    storage_backend: Literal["local"] = "local"
+    storage_backend: Literal["local", "s3"] = "local"
+    s3_bucket: str = "audioverse"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_prefix: str = ""
+    s3_stream_mode: Literal["redirect", "proxy"] = "redirect"
     storage_local_dir: Path | None = None
     cors_allow_origins: list[str] = msgspec.field(default_factory=list)
     public_base_url: str = "http://127.0.0.1:8000"

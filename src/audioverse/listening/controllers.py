@@ -12,6 +12,7 @@ from litestar import Controller, HttpMethod, Request, Response, delete, get, pat
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import Body, Parameter
+from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.auth import PUBLIC, bearer_user
@@ -39,7 +40,7 @@ from audioverse.listening.services import Listening
 from audioverse.listening.streaming import stream_object
 from audioverse.listening.views import bookmark_read, progress_read
 from audioverse.signing import InvalidStreamToken, sign_stream_token, verify_stream_token
-from audioverse.storage import Storage
+from audioverse.storage import S3Storage, Storage
 
 Limit = Annotated[int, Parameter(ge=1, le=100)]
 Offset = Annotated[int, Parameter(ge=0)]
@@ -125,6 +126,10 @@ class StreamController(Controller):
         book = await db_session.get(Audiobook, audiobook_id)
         if book is None:
             raise NotFound(f"No audiobook with id {audiobook_id}.")
+        if isinstance(storage, S3Storage) and settings.s3_stream_mode == "redirect":
+            # The client fetches exactly this object from S3, ranges and all; the URL outlives a session.
+            url = await storage.presigned_url(book.audio_key, settings.stream_url_minutes * 60, book.mime_type)
+            return Redirect(url, status_code=302)
         if settings.stream_accel_redirect_prefix:
             # nginx serves the bytes (and ranges) from its internal location; we only authorised.
             return Response(

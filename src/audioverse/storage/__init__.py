@@ -3,10 +3,20 @@
 from audioverse.config import Settings
 from audioverse.storage.base import ObjectInfo, ObjectNotFound, Storage
 from audioverse.storage.local import LocalStorage
+from audioverse.storage.s3 import S3Storage
 
-__all__ = ["LocalStorage", "ObjectInfo", "ObjectNotFound", "Storage", "build_storage"]
+__all__ = ["LocalStorage", "ObjectInfo", "ObjectNotFound", "S3Storage", "Storage", "build_storage"]
 
 
 def build_storage(settings: Settings) -> Storage:
     """The storage adapter that the settings name."""
+    if settings.storage_backend == "s3":
+        return S3Storage(
+            settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key=settings.s3_access_key_id,
+            secret_key=settings.s3_secret_access_key,
+            prefix=settings.s3_prefix,
+        )
     return LocalStorage(settings.resolved_storage_dir)
