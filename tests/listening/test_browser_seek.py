@@ -1,0 +1,124 @@
+"""A real browser plays the signed stream URL in an <audio> element and seeks: range requests end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.audio_fixtures import ffmpeg
+from tests.services import free_port, service_missing
+
+CHROMIUM = Path("/usr/bin/chromium")
+AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[str]:
+    """The real service (`audioverse run`) on a free port, as a browser would reach it."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "AUDIOVERSE_DATA_DIR": str(tmp_path / "var"),
+        "AUDIOVERSE_SEED_DEMO_ON_STARTUP": "false",
+    }
+    subprocess.run(
+        [AUDIOVERSE, "users", "create-admin", "--email", "dj@example.com", "--username", "dj",
+         "--password", "a long browser password"],
+        env=environment, check=True, capture_output=True,
+    )  # fmt: skip
+    process = subprocess.Popen(
+        [AUDIOVERSE, "run", "--port", str(port)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{base}/api/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_chromium_plays_and_seeks_the_stream(service: str, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        service_missing(f"Chromium not installed at {CHROMIUM} (Debian package chromium)")
+    audio = tmp_path / "long.mp3"
+    # Long and dense enough (10 min, ~9 MB) that the browser cannot have buffered the seek target.
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=300:duration=600",
+        "-ac",
+        "1",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "128k",
+        str(audio),
+    )
+    tokens = httpx.post(
+        f"{service}/api/auth/login/", json={"username_or_email": "dj", "password": "a long browser password"}
+    ).json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    with audio.open("rb") as handle:
+        created = httpx.post(
+            f"{service}/api/audiobooks/", headers=headers, data={"title": "Seekable", "authors": "Tester"},
+            files={"audio": ("long.mp3", handle, "audio/mpeg")}, timeout=60,
+        )  # fmt: skip
+    assert created.status_code == 201, created.text
+    playback = httpx.get(f"{service}/api/audiobooks/{created.json()['id']}/playback/", headers=headers).json()
+    stream_url = service + playback["stream_url"]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            seen: list[tuple[str | None, int]] = []
+            page.on(
+                "response",
+                lambda response: (
+                    seen.append((response.request.headers.get("range"), response.status))
+                    if "/stream/" in response.url
+                    else None
+                ),
+            )
+            page.set_content(f'<audio id="player" preload="metadata" src="{stream_url}"></audio>')
+            page.evaluate("() => document.getElementById('player').play()")
+            page.wait_for_function("() => document.getElementById('player').currentTime > 0.2", timeout=20_000)
+            page.evaluate("() => { document.getElementById('player').currentTime = 500; }")
+            page.wait_for_function("() => document.getElementById('player').currentTime >= 500.2", timeout=20_000)
+            first = page.evaluate("() => document.getElementById('player').currentTime")
+            page.wait_for_timeout(700)
+            later = page.evaluate("() => document.getElementById('player').currentTime")
+        finally:
+            browser.close()
+    assert first >= 500
+    assert later > first  # it keeps playing after the seek
+    partial = [(range_header, status) for range_header, status in seen if status == 206]
+    assert partial, seen
+    assert any(header and not header.startswith("bytes=0-") for header, _ in partial), seen
