@@ -121,12 +121,13 @@ def mailbox(settings: Settings, profile: str, request: pytest.FixtureRequest) ->
     return Mailbox(smtp=smtp)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def app(settings: Settings, background_worker: subprocess.Popen[bytes] | None) -> Litestar:
+    """One app per profile for the session, as one deployment serves every client."""
     return create_app(settings)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app=app) as test_client:
         yield test_client

@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
+from advanced_alchemy.config import SQLAlchemyAsyncConfig
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, get
 from litestar.config.cors import CORSConfig
 from litestar.data_extractors import RequestExtractorField, ResponseExtractorField
@@ -42,7 +43,7 @@ from audioverse.catalog.search_controllers import SearchAdminController, SearchC
 from audioverse.catalog.seed import DemoSeeder
 from audioverse.cli import AudioverseCLIPlugin
 from audioverse.config import Settings
-from audioverse.db import ensure_data_dir, migrate_to_head, sqlalchemy_config
+from audioverse.db import ensure_data_dir, litestar_sqlalchemy_config, migrate_to_head
 from audioverse.errors import problem_details_plugin
 from audioverse.health import HealthController, ReadinessProbes, database_probe
 from audioverse.jobs import TaskQueue, build_broker, in_process_scheduler
@@ -129,7 +130,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     ensure_data_dir(settings)
     secret_key = resolve_secret_key(settings)
-    database = sqlalchemy_config(settings)
+    database = litestar_sqlalchemy_config(settings)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     storage = build_storage(settings)
     search = build_search_engine(settings)
@@ -140,7 +141,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     register_tasks(broker, settings, search=search if shared else None, search_store=search_store if shared else None)
     task_queue = TaskQueue(broker)
 
-    jwt_auth = build_jwt_auth(secret_key, settings.access_token_minutes, database)
+    jwt_auth = build_jwt_auth(secret_key, settings.access_token_minutes)
     stores = _stores(settings, redis)
     auth_rate_limiter = RateLimiter(
         stores.get("auth-rate-limit"),

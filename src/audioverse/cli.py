@@ -50,7 +50,7 @@ def create_admin_command(email: str, username: str, password: str) -> None:
     """Create a verified admin account (the first account of a fresh deployment)."""
     settings = Settings.from_env()
     database = sqlalchemy_config(settings)
-    jwt_auth = build_jwt_auth(resolve_secret_key(settings), settings.access_token_minutes, database)
+    jwt_auth = build_jwt_auth(resolve_secret_key(settings), settings.access_token_minutes)
 
     async def create() -> int:
         await migrate_to_head(database)

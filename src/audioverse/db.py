@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from advanced_alchemy.alembic.commands import AlembicCommands
 from advanced_alchemy.base import BigIntAuditBase
-from advanced_alchemy.extensions.litestar import (
-    AlembicAsyncConfig,
-    AsyncSessionConfig,
-    EngineConfig,
-    SQLAlchemyAsyncConfig,
-)
+from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
+from advanced_alchemy.extensions.litestar import EngineConfig
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarSQLAlchemyConfig
 from sqlalchemy import event
 
 from audioverse.config import Settings
@@ -25,26 +22,41 @@ VERSION_TABLE = "alembic_version"
 Base = BigIntAuditBase
 
 
-def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
-    """The advanced-alchemy config for ``settings``' database (SQLite or PostgreSQL)."""
-    url = settings.resolved_database_url
+ConfigT = TypeVar("ConfigT", bound=SQLAlchemyAsyncConfig)
+
+
+def _config_options(settings: Settings) -> dict[str, Any]:
     engine = (
         EngineConfig(echo=settings.database_echo)
         if settings.uses_sqlite
         else EngineConfig(echo=settings.database_echo, pool_size=settings.database_pool_size, pool_pre_ping=True)
     )
-    config = SQLAlchemyAsyncConfig(
-        connection_string=url,
-        engine_config=engine,
-        session_config=AsyncSessionConfig(expire_on_commit=False),
-        before_send_handler="autocommit",
-        create_all=False,
-        alembic_config=AlembicAsyncConfig(
+    return {
+        "connection_string": settings.resolved_database_url,
+        "engine_config": engine,
+        "session_config": AsyncSessionConfig(expire_on_commit=False),
+        "create_all": False,
+        "alembic_config": AlembicAsyncConfig(
             script_location=str(MIGRATIONS_DIR),
             version_table_name=VERSION_TABLE,
             render_as_batch=settings.uses_sqlite,
         ),
+    }
+
+
+def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
+    """advanced-alchemy's plain config for ``settings``' database: tasks, commands, tests."""
+    return _with_pragmas(SQLAlchemyAsyncConfig(**_config_options(settings)), settings)
+
+
+def litestar_sqlalchemy_config(settings: Settings) -> LitestarSQLAlchemyConfig:
+    """The config of the Litestar plugin (one per app: it registers request-scope keys globally)."""
+    return _with_pragmas(
+        LitestarSQLAlchemyConfig(**_config_options(settings), before_send_handler="autocommit"), settings
     )
+
+
+def _with_pragmas(config: ConfigT, settings: Settings) -> ConfigT:
     if settings.uses_sqlite:
         event.listen(config.get_engine().sync_engine, "connect", _sqlite_pragmas)
     return config

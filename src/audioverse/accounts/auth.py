@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarSQLAlchemyConfig
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
@@ -20,10 +20,11 @@ PUBLIC_PATHS = ["/api/health", "/api/ready", "/api/docs", "/api/schema"]
 PUBLIC = {"exclude_from_auth": True}
 
 
-def build_jwt_auth(secret_key: str, access_minutes: int, database: SQLAlchemyAsyncConfig) -> JWTAuth[User]:
+def build_jwt_auth(secret_key: str, access_minutes: int) -> JWTAuth[User]:
     """Bearer JWT authentication whose tokens die when the user's credentials change."""
 
     async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+        database: LitestarSQLAlchemyConfig = connection.app.state.database
         return await user_for_token(token, database.provide_session(connection.app.state, connection.scope))
 
     return JWTAuth[User](

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
-from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from litestar.stores.base import Store
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
