@@ -38,7 +38,9 @@ def service(tmp_path: Path) -> Iterator[str]:
     environment = {
         **os.environ,
         "AUDIOVERSE_DATA_DIR": str(tmp_path / "var"),
-        "AUDIOVERSE_SEED_DEMO_ON_STARTUP": "false",
+        # Two demo books, so the browser also plays what the README's first command serves.
+        "AUDIOVERSE_SEED_DEMO_ON_STARTUP": "true",
+        "AUDIOVERSE_DEMO_BOOKS": "2",
     }
     subprocess.run(
         [AUDIOVERSE, "users", "create-admin", "--email", "dj@example.com", "--username", "dj",
@@ -115,8 +117,18 @@ def test_chromium_plays_and_seeks_the_stream(service: str, tmp_path: Path) -> No
             first = page.evaluate("() => document.getElementById('player').currentTime")
             page.wait_for_timeout(700)
             later = page.evaluate("() => document.getElementById('player').currentTime")
+            demo = httpx.get(f"{service}/api/audiobooks/", params={"sort": "title", "limit": 1}).json()["items"][0]
+            demo_url = (
+                service
+                + httpx.get(f"{service}/api/audiobooks/{demo['id']}/playback/", headers=headers).json()["stream_url"]
+            )
+            page.set_content(f'<audio id="demo" src="{demo_url}"></audio>')
+            page.evaluate("() => document.getElementById('demo').play()")
+            page.wait_for_function("() => document.getElementById('demo').currentTime > 0.5", timeout=20_000)
+            demo_duration = page.evaluate("() => document.getElementById('demo').duration")
         finally:
             browser.close()
+    assert abs(demo_duration - demo["duration_seconds"]) < 1
     assert first >= 500
     assert later > first  # it keeps playing after the seek
     partial = [(range_header, status) for range_header, status in seen if status == 206]

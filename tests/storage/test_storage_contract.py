@@ -16,7 +16,7 @@ from audioverse.app import create_app
 from audioverse.config import Settings
 from audioverse.storage import LocalStorage, ObjectNotFound, S3Storage, Storage
 from tests.accounts.test_auth_flow import bearer
-from tests.audio_fixtures import mp3_with_chapters
+from tests.audio_fixtures import m4b_with_chapters, mp3_with_chapters
 from tests.catalog.fixtures import Tokens
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)  # above the small multipart threshold used below
@@ -110,6 +110,19 @@ async def test_streams_redirect_to_s3_or_proxy_it(
         created = await client.post("/api/audiobooks/", headers=bearer(uploader), files={"audio": ("a.mp3", audio)})
         assert created.status_code == 201, created.text
         book_id = created.json()["id"]
+        # What the file says arrives the same way whichever storage keeps it.
+        assert [c["title"] for c in created.json()["chapters"]] == ["Opening", "The Storm", "Landfall"]
+        assert abs(created.json()["duration_seconds"] - 12.0) <= 0.1
+        m4b = await client.post(
+            "/api/audiobooks/",
+            headers=bearer(uploader),
+            files={"audio": ("b.m4b", m4b_with_chapters(tmp_path).path.read_bytes())},
+        )
+        assert m4b.status_code == 201, m4b.text
+        assert [c["start_time_seconds"] for c in m4b.json()["chapters"]] == [0.0, 4.0, 8.5]
+        assert (
+            await client.delete(f"/api/audiobooks/{m4b.json()['id']}/", headers=bearer(uploader))
+        ).status_code == 204
         redirect = await client.get(
             f"/api/audiobooks/{book_id}/stream/", headers=bearer(uploader), follow_redirects=False
         )
