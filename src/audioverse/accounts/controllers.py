@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
@@ -86,6 +87,24 @@ def client_address(request: Request[Any, Any, Any]) -> str:
 AUTH_ERRORS = problem_responses(HTTPStatus.TOO_MANY_REQUESTS)
 
 
+async def accept_email_request(
+    scope: str,
+    address: str,
+    request: Request[Any, Any, Any],
+    auth_rate_limiter: RateLimiter,
+    task_queue: TaskQueue,
+    email_for: Callable[[str], Awaitable[OutgoingEmail | None]],
+) -> Response[Accepted]:
+    """The same 202 whether or not ``address`` has an account; the email, if any, leaves after the commit."""
+    await auth_rate_limiter.hit(f"{scope}:client:{client_address(request)}", f"{scope}:account:{address.lower()}")
+    email = await email_for(address)
+    return Response(
+        Accepted(detail=ACCEPTED_DETAIL),
+        status_code=HTTPStatus.ACCEPTED,
+        background=send_after_commit(task_queue, email),
+    )
+
+
 class AuthController(Controller):
     path = "/api/auth"
     tags = ["accounts"]
@@ -136,12 +155,8 @@ class AuthController(Controller):
         task_queue: TaskQueue,
         auth_rate_limiter: RateLimiter,
     ) -> Response[Accepted]:
-        await auth_rate_limiter.hit(f"resend:client:{client_address(request)}", f"resend:account:{data.email.lower()}")
-        email = await accounts.resend_verification(data.email)
-        return Response(
-            Accepted(detail=ACCEPTED_DETAIL),
-            status_code=HTTPStatus.ACCEPTED,
-            background=send_after_commit(task_queue, email),
+        return await accept_email_request(
+            "resend", data.email, request, auth_rate_limiter, task_queue, accounts.resend_verification
         )
 
     @post(
@@ -194,12 +209,8 @@ class AuthController(Controller):
         task_queue: TaskQueue,
         auth_rate_limiter: RateLimiter,
     ) -> Response[Accepted]:
-        await auth_rate_limiter.hit(f"reset:client:{client_address(request)}", f"reset:account:{data.email.lower()}")
-        email = await accounts.password_reset_email(data.email)
-        return Response(
-            Accepted(detail=ACCEPTED_DETAIL),
-            status_code=HTTPStatus.ACCEPTED,
-            background=send_after_commit(task_queue, email),
+        return await accept_email_request(
+            "reset", data.email, request, auth_rate_limiter, task_queue, accounts.password_reset_email
         )
 
     @post(
