@@ -5,17 +5,21 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import anyio
 import pytest
-from taskiq import InMemoryBroker
+from taskiq import InMemoryBroker, TaskiqMessage, TaskiqMiddleware
 from taskiq.exceptions import TaskiqError
+from taskiq_redis import ListRedisScheduleSource
 
 from audioverse.config import Settings
 from audioverse.jobs import TaskQueue, build_broker
 from audioverse.jobs import build_scheduler as scheduler_for
 from tasks import register_tasks
 from tasks.scheduler import scheduler
+from tests.services import REDIS_URL
 
 WORKER_TIMEOUT_SECONDS = 30
+IDLE_SECONDS = 7
 
 
 async def test_a_task_enqueued_by_name_runs_and_returns(
@@ -55,3 +59,53 @@ async def test_periodic_jobs_are_scheduled(tmp_path: Path) -> None:
     await source.startup()
     schedules = await source.get_schedules()
     assert {(schedule.task_name, schedule.cron) for schedule in schedules} >= {("reviews.recompute_all", "17 * * * *")}
+
+
+async def test_an_idle_worker_keeps_listening_past_the_redis_socket_timeout(
+    tmp_path: Path, redis_namespace: str
+) -> None:
+    settings = Settings(data_dir=tmp_path, redis_url=REDIS_URL, task_queue_name=f"{redis_namespace}:idle")
+    broker = register_tasks(build_broker(settings), settings)
+    received: list[bytes] = []
+
+    async def listen() -> None:
+        async for message in broker.listen():
+            received.append(message)
+            return
+
+    await broker.startup()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(listen)
+            # redis-py gives up on a read after 5 s unless told otherwise; a worker waits far longer than that.
+            await anyio.sleep(IDLE_SECONDS)
+            task = await TaskQueue(broker).enqueue("system.ping")
+    finally:
+        await broker.shutdown()
+    assert task.task_id.encode() in received[0]
+
+
+async def test_a_task_enqueued_by_name_carries_its_retry_labels(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    broker = register_tasks(build_broker(settings), settings)
+    sent: list[TaskiqMessage] = []
+
+    class Recorder(TaskiqMiddleware):
+        def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+            sent.append(message)
+            return message
+
+    broker.add_middlewares(Recorder())
+    await broker.startup()
+    try:
+        await TaskQueue(broker).enqueue("search.drain")
+    finally:
+        await broker.shutdown()
+    assert sent[0].labels["retry_on_error"] in {True, "True"}
+    assert "schedule" not in sent[0].labels
+
+
+def test_production_scheduler_also_sends_the_delayed_retries(tmp_path: Path, redis_namespace: str) -> None:
+    settings = Settings(data_dir=tmp_path, redis_url=REDIS_URL, redis_namespace=redis_namespace)
+    sources = scheduler_for(register_tasks(build_broker(settings), settings)).sources
+    assert any(isinstance(source, ListRedisScheduleSource) for source in sources)
