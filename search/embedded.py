@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import html
 import os
 import shutil
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -77,6 +78,7 @@ CROP_MARKER = "…"
 WHOLE_FIELD_CHARS = 100_000
 SUGGESTION_WINDOW = 4
 CURRENT_POINTER = "CURRENT"
+DIRECTORY_LOCK = "LOCK"
 GENERATION_PREFIX = "generation-"
 MIN_WRITER_HEAP_BYTES = 15_000_000
 
@@ -336,6 +338,7 @@ class EmbeddedSearchEngine:
         self._write_lock = anyio.Lock()
         self._live: _Generation | None = None
         self._staging: _Generation | None = None
+        self._directory_lock: IO[str] | None = None
 
     async def configure(self) -> None:
         await self._live_generation()
@@ -418,6 +421,11 @@ class EmbeddedSearchEngine:
             for generation in (self._live, self._staging):
                 if generation is not None:
                     await self._in_thread("closing the index writers", generation.close)
+            self._live = self._staging = None
+            if self._directory_lock is not None:
+                # Closing the file releases the lock.
+                self._directory_lock.close()
+                self._directory_lock = None
 
     async def _live_generation(self) -> _Generation:
         if self._live is None:
@@ -449,6 +457,7 @@ class EmbeddedSearchEngine:
     def _open_live(self) -> _Generation:
         """Open the generation ``CURRENT`` names (creating the first one), and clear abandoned ones."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_directory()
         pointer = self.directory / CURRENT_POINTER
         if pointer.exists():
             live_path = self.directory / pointer.read_text().strip()
@@ -460,6 +469,18 @@ class EmbeddedSearchEngine:
             if path != live_path:
                 shutil.rmtree(path, ignore_errors=True)
         return _Generation(live_path, self._writer_heap_bytes)
+
+    def _lock_directory(self) -> None:
+        """Hold the directory for this engine: a second writer, or its clean-up, would corrupt the index."""
+        lock_file = (self.directory / DIRECTORY_LOCK).open("a")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.close()
+            raise SearchEngineError(
+                f"the index at {self.directory} is in use by another engine (the embedded profile runs in one process)"
+            ) from None
+        self._directory_lock = lock_file
 
     def _replace_staging(self) -> None:
         if self._staging is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from search import SearchEngineUnavailable, SearchQuery
+from search import SearchEngineError, SearchEngineUnavailable, SearchQuery
 from search.embedded import CURRENT_POINTER, EmbeddedSearchEngine, within_edits
 from tests.search.catalog import CATALOG, PEOPLE
 
@@ -75,3 +75,17 @@ async def test_health_fails_once_the_index_directory_is_gone(tmp_path: Path) -> 
             await engine.health()
     finally:
         await engine.close()
+
+
+async def test_a_second_engine_on_the_same_directory_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    first = EmbeddedSearchEngine(tmp_path)
+    await first.upsert(CATALOG[:3])
+    second = EmbeddedSearchEngine(tmp_path)
+    with pytest.raises(SearchEngineError, match="in use by another engine"):
+        await second.count()
+    assert await first.count() == 3  # the refused engine cleaned nothing up
+    await first.close()
+    try:
+        assert await second.count() == 3
+    finally:
+        await second.close()
