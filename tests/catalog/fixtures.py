@@ -35,6 +35,11 @@ def tag() -> str:
 @pytest.fixture
 async def make_book(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> MakeBook:
     """Insert a book (with people, genres and chapters by name) and return its id."""
+    return book_maker(settings, tmp_path_factory)
+
+
+def book_maker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> MakeBook:
+    """What ``make_book`` gives, for any deployment's settings."""
     database = sqlalchemy_config(settings)
 
     async def make(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import anyio
 import msgspec
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from litestar.stores.base import Store
@@ -105,6 +106,8 @@ class Changes:
 
     def add(self, row: CatalogOutbox) -> None:
         target = self.books if row.entity == OutboxEntity.AUDIOBOOK else self.people[row.entity]
+        if row.operation == OutboxOperation.RECOUNT and target.get(row.entity_id) == OutboxOperation.UPSERT:
+            return  # the pending upsert refreshes the count too
         target[row.entity_id] = row.operation
 
     def ids(self, operations: dict[int, OutboxOperation], operation: OutboxOperation) -> set[int]:
@@ -112,23 +115,39 @@ class Changes:
 
 
 async def _apply(session: AsyncSession, engine: SearchEngine, changes: Changes) -> None:
+    """Read every document the changes need, then send all the writes at once and wait for them together."""
+    writes: list[Awaitable[None]] = []
+    people_upserts: list[PersonDocument] = []
     book_upserts = changes.ids(changes.books, OutboxOperation.UPSERT)
     for entity, (kind, model) in PEOPLE.items():
         people = changes.people[entity]
         renamed = changes.ids(people, OutboxOperation.UPSERT)
+        refreshed = renamed | changes.ids(people, OutboxOperation.RECOUNT)
         if renamed:
             # A person's name is inside every document of their books.
             key = _link(model)
             link_table = key.table
             book_upserts |= set(await session.scalars(select(link_table.c.audiobook_id).where(key.in_(renamed))))
-        people_documents = await person_documents(session, kind, model, renamed) if renamed else []
-        gone = changes.ids(people, OutboxOperation.DELETE) | (renamed - {d.id for d in people_documents})
-        await engine.upsert_people(people_documents)
-        await engine.delete_people(kind, sorted(gone))
+        people_documents = await person_documents(session, kind, model, refreshed) if refreshed else []
+        gone = changes.ids(people, OutboxOperation.DELETE) | (refreshed - {d.id for d in people_documents})
+        people_upserts += people_documents
+        writes.append(engine.delete_people(kind, sorted(gone)))
     documents = await audiobook_documents(session, book_upserts)
     deleted = changes.ids(changes.books, OutboxOperation.DELETE) | (book_upserts - {d.id for d in documents})
-    await engine.upsert(documents)
-    await engine.delete(sorted(deleted))
+    # One write per kind of change: each is an engine task whose latency the kick waits for.
+    writes += [engine.upsert_people(people_upserts), engine.upsert(documents), engine.delete(sorted(deleted))]
+    # Each write touches different documents, so their order does not matter; waiting for each engine
+    # task in turn would add its whole latency to every kick.
+    try:
+        async with anyio.create_task_group() as group:
+            for write in writes:
+                group.start_soon(_run, write)
+    except ExceptionGroup as failures:
+        raise failures.exceptions[0] from failures
+
+
+async def _run(write: Awaitable[None]) -> None:
+    await write
 
 
 async def drain_outbox(database: SQLAlchemyAsyncConfig, engine: SearchEngine, batch_size: int) -> int:
@@ -163,6 +182,18 @@ async def drain_outbox(database: SQLAlchemyAsyncConfig, engine: SearchEngine, ba
             )
             await session.commit()
             drained += len(rows)
+
+
+async def _reapply_since(database: SQLAlchemyAsyncConfig, engine: SearchEngine, watermark: int) -> None:
+    """Apply again, from the current rows, every change recorded after outbox row ``watermark``."""
+    async with database.get_session() as session:
+        rows = await session.scalars(
+            select(CatalogOutbox).where(CatalogOutbox.id > watermark).order_by(CatalogOutbox.id)
+        )
+        changes = Changes()
+        for row in rows:
+            changes.add(row)
+        await _apply(session, engine, changes)
 
 
 class ReindexStatus(msgspec.Struct):
@@ -203,10 +234,16 @@ async def reindex(
     batch_size: int = 1000,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReindexStatus:
-    """Build a fresh index from the database beside the live one and swap it in atomically."""
+    """Build a fresh index from the database beside the live one and swap it in atomically.
+
+    Catalog changes during the rebuild reach both indexes (the engine writes to both while a staging
+    index exists); a change whose batch was read before it and loaded after it is applied once more
+    after the swap, from the outbox rows newer than the start.
+    """
     try:
         await engine.create_staging_index()
         async with database.get_session() as session:
+            watermark = await session.scalar(select(func.max(CatalogOutbox.id))) or 0
             status.total = await session.scalar(select(func.count()).select_from(Audiobook)) or 0
             for kind, model in PEOPLE.values():
                 await engine.load_staging(people=await person_documents(session, kind, model))
@@ -227,6 +264,7 @@ async def reindex(
             if progress:
                 progress(status.processed, status.total)
         await engine.swap_in_staging()
+        await _reapply_since(database, engine, watermark)
     except Exception as exc:
         await engine.drop_staging()
         status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"

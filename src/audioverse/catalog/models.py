@@ -154,6 +154,8 @@ class OutboxEntity(enum.StrEnum):
 class OutboxOperation(enum.StrEnum):
     UPSERT = "upsert"
     DELETE = "delete"
+    # A person gained or lost a book: their own document (its book count) changes, their books' do not.
+    RECOUNT = "recount"
 
 
 class CatalogOutbox(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, inspect
 from sqlalchemy.orm import Session, UOWTransaction
 
 from audioverse.catalog.models import (
@@ -22,12 +22,27 @@ Change = tuple[OutboxEntity, int, OutboxOperation]
 PENDING_KEY = "audioverse.catalog_outbox_pending"
 
 
+def _people_recounted(book: Audiobook, *, whole: bool) -> set[Change]:
+    """People who gained or lost ``book``: all of its people when it comes or goes, else those added or removed.
+
+    Reads only what the flush already loaded (attribute history), so it never queries.
+    """
+    state = inspect(book)
+    changes: set[Change] = set()
+    for attribute, entity in (("authors", OutboxEntity.AUTHOR), ("narrators", OutboxEntity.NARRATOR)):
+        history = state.attrs[attribute].history
+        people = [*history.added, *history.deleted, *(history.unchanged if whole else ())]
+        changes.update((entity, person.id, OutboxOperation.RECOUNT) for person in people)
+    return changes
+
+
 def _changes(session: Session) -> set[Change]:
     changes: set[Change] = set()
     deleted_books = {obj.id for obj in session.deleted if isinstance(obj, Audiobook)}
     for obj in session.deleted:
         if isinstance(obj, Audiobook):
             changes.add((OutboxEntity.AUDIOBOOK, obj.id, OutboxOperation.DELETE))
+            changes |= _people_recounted(obj, whole=True)
         elif isinstance(obj, Chapter) and obj.audiobook_id not in deleted_books:
             changes.add((OutboxEntity.AUDIOBOOK, obj.audiobook_id, OutboxOperation.UPSERT))
         elif isinstance(obj, Author):
@@ -38,6 +53,7 @@ def _changes(session: Session) -> set[Change]:
     for obj in touched:
         if isinstance(obj, Audiobook):
             changes.add((OutboxEntity.AUDIOBOOK, obj.id, OutboxOperation.UPSERT))
+            changes |= _people_recounted(obj, whole=obj in session.new)
         elif isinstance(obj, Chapter):
             changes.add((OutboxEntity.AUDIOBOOK, obj.audiobook_id, OutboxOperation.UPSERT))
         elif isinstance(obj, Author):
