@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from audioverse.config import Settings
+from search.embedded import EmbeddedSearchEngine
 from tests.services import free_port
 
 AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
@@ -25,7 +29,7 @@ def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
 def test_help_lists_our_commands(tmp_path: Path) -> None:
     result = run_cli("--help", data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
-    for command in ("run", "database", "worker", "scheduler", "routes"):
+    for command in ("run", "database", "worker", "scheduler", "routes", "search", "seed", "users"):
         assert command in result.stdout
 
 
@@ -100,3 +104,36 @@ def test_seed_adds_books_only_to_an_empty_catalog(tmp_path: Path) -> None:
     assert "not empty" in again.stdout
     forced = run_cli("seed", "--books", "2", "--force", data_dir=tmp_path)
     assert "Added 2 demo books" in forced.stdout
+
+
+def test_search_reindex_rebuilds_the_index_from_the_database(tmp_path: Path) -> None:
+    assert run_cli("seed", "--books", "12", data_dir=tmp_path).returncode == 0
+    shutil.rmtree(Settings(data_dir=tmp_path).resolved_search_dir, ignore_errors=True)  # an index lost or stale
+
+    result = run_cli("search", "reindex", "--batch-size", "5", data_dir=tmp_path)
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "Reindexed 12 audiobooks" in result.stdout
+    engine = EmbeddedSearchEngine(Settings(data_dir=tmp_path).resolved_search_dir)
+    try:
+        assert asyncio.run(engine.count()) == 12
+    finally:
+        asyncio.run(engine.close())
+
+
+def test_search_reindex_refuses_while_a_server_holds_the_embedded_index(tmp_path: Path) -> None:
+    assert run_cli("seed", "--books", "2", data_dir=tmp_path).returncode == 0
+    holder = EmbeddedSearchEngine(Settings(data_dir=tmp_path).resolved_search_dir)
+
+    async def hold_and_reindex() -> subprocess.CompletedProcess[str]:
+        await holder.configure()
+        try:
+            return run_cli("search", "reindex", data_dir=tmp_path)
+        finally:
+            await holder.close()
+
+    result = asyncio.run(hold_and_reindex())
+
+    assert result.returncode == 1
+    message = " ".join(result.stderr.replace("│", " ").split())  # the error box wraps lines
+    assert "is in use by another engine (the embedded profile runs in one process)" in message

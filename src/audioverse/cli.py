@@ -15,12 +15,15 @@ from taskiq.cli.worker.run import run_worker
 
 from audioverse.accounts.auth import build_jwt_auth
 from audioverse.accounts.services import Accounts
+from audioverse.catalog.indexing import build_search_engine, claim_reindex, reindex
 from audioverse.catalog.seed import DEMO_PASSWORD, DEMO_USERS, DemoSeeder
 from audioverse.config import Settings
 from audioverse.db import migrate_to_head, sqlalchemy_config
 from audioverse.errors import DomainError
 from audioverse.signing import resolve_secret_key
 from audioverse.storage import build_storage
+from search import SearchEngineError
+from tasks.runtime import search_store_for
 
 APP_PATH = "audioverse.app:create_app"
 
@@ -31,10 +34,17 @@ def worker_command(ctx: click.Context) -> None:
     raise SystemExit(run_worker(WorkerArgs.from_cli(["tasks.worker:broker", *ctx.args])))
 
 
+# Delayed retries are due to the second; the scheduler reads its sources this often (Taskiq's default is a minute).
+SCHEDULE_UPDATE_SECONDS = "5"
+
+
 @click.command(name="scheduler", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def scheduler_command(ctx: click.Context) -> None:
-    """Run the Taskiq scheduler that sends the periodic jobs (one per deployment)."""
-    asyncio.run(run_scheduler(SchedulerArgs.from_cli(["tasks.scheduler:scheduler", *ctx.args])))
+    """Run the Taskiq scheduler that sends periodic jobs and delayed retries (one per deployment)."""
+    extra = list(ctx.args)
+    if not any(arg.startswith("--update-interval") for arg in extra):
+        extra += ["--update-interval", SCHEDULE_UPDATE_SECONDS]
+    asyncio.run(run_scheduler(SchedulerArgs.from_cli(["tasks.scheduler:scheduler", *extra])))
 
 
 @click.group(name="users")
@@ -108,6 +118,50 @@ def seed_command(books: int | None, force: bool) -> None:
         click.echo("The catalog is not empty; nothing added (use --force to add anyway).")
 
 
+@click.group(name="search")
+def search_group() -> None:
+    """Manage the search index."""
+
+
+@search_group.command(name="reindex")
+@click.option("--batch-size", type=click.IntRange(min=1, max=10_000), default=1000, show_default=True)
+def reindex_command(batch_size: int) -> None:
+    """Rebuild the search index from the database beside the live one, then swap it in.
+
+    Searches keep answering from the old index until the swap. With the embedded engine the
+    index allows one writer, so run this while the server is stopped (or use the admin endpoint).
+    """
+    settings = Settings.from_env()
+    database = sqlalchemy_config(settings)
+    store = search_store_for(settings)
+
+    async def rebuild() -> int:
+        await migrate_to_head(database)
+        engine = build_search_engine(settings)
+        try:
+            await engine.configure()
+            status = await claim_reindex(store)
+            with click.progressbar(length=1, label="Reindexing audiobooks", show_pos=True) as bar:
+
+                def advance(processed: int, total: int) -> None:
+                    bar.length = max(total, 1)
+                    bar.update(processed - bar.pos)
+
+                finished = await reindex(database, engine, store, status, batch_size=batch_size, progress=advance)
+        finally:
+            await engine.close()
+            await database.get_engine().dispose()
+        return finished.processed
+
+    try:
+        processed = asyncio.run(rebuild())
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from exc
+    except (SearchEngineError, ValueError, OSError) as exc:
+        raise click.ClickException(f"Reindex failed: {exc}") from exc
+    click.echo(f"Reindexed {processed} audiobooks; the new index is live.")
+
+
 class AudioverseCLIPlugin(CLIPlugin):
     """Adds AudioVerse's commands to the Litestar command group."""
 
@@ -116,6 +170,7 @@ class AudioverseCLIPlugin(CLIPlugin):
         cli.add_command(scheduler_command)
         cli.add_command(users_group)
         cli.add_command(seed_command)
+        cli.add_command(search_group)
 
 
 def main() -> None:
