@@ -9,24 +9,21 @@ from pathlib import Path
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from redis.asyncio import Redis
 
 from audioverse.app import create_app
 from audioverse.config import Settings
 from tests.services import (
-    REDIS_URL,
-    TEST_SECRET_KEY,
     Identity,
     Mailbox,
     MeilisearchServer,
     SmtpServer,
     fresh_postgres_database,
+    fresh_redis_namespace,
+    production_settings,
     run_meilisearch,
     run_moto_s3,
     run_smtp,
     run_worker,
-    service_missing,
-    unique_name,
 )
 
 PROFILES = ["embedded", "production"]
@@ -43,17 +40,8 @@ async def postgres_database() -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 async def redis_namespace() -> AsyncIterator[str]:
     """A Redis key namespace for this test session; its keys are deleted at the end."""
-    client = Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except OSError as exc:
-        await client.aclose()
-        service_missing(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    namespace = unique_name("audioverse-test")
-    yield namespace
-    async for key in client.scan_iter(match=f"{namespace}*"):
-        await client.delete(key)
-    await client.aclose()
+    async with fresh_redis_namespace() as namespace:
+        yield namespace
 
 
 @pytest.fixture(scope="session")
@@ -83,22 +71,8 @@ def settings(profile: str, data_root: Path, request: pytest.FixtureRequest) -> S
     namespace: str = request.getfixturevalue("redis_namespace")
     smtp: SmtpServer = request.getfixturevalue("session_smtp")
     meilisearch: MeilisearchServer = request.getfixturevalue("meilisearch")
-    return Settings(
-        data_dir=data_dir,
-        search_backend="meilisearch",
-        meilisearch_url=meilisearch.url,
-        meilisearch_api_key=meilisearch.master_key,
-        search_index=namespace.replace("-", "_"),
-        database_url=database_url,
-        redis_url=REDIS_URL,
-        redis_namespace=namespace,
-        task_queue_name=f"{namespace}:tasks",
-        secret_key=TEST_SECRET_KEY,
-        auth_rate_limit=1000,
-        seed_demo_on_startup=False,
-        email_backend="smtp",
-        smtp_host=smtp.host,
-        smtp_port=smtp.port,
+    return production_settings(
+        data_dir, database_url=database_url, namespace=namespace, meilisearch=meilisearch, smtp=smtp
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -11,7 +12,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -27,6 +28,7 @@ import msgspec
 import pytest
 from aiosmtpd.controller import Controller
 from moto.server import ThreadedMotoServer
+from redis.asyncio import Redis
 
 from audioverse.config import Settings
 
@@ -86,18 +88,48 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
 
 @dataclass
 class MeilisearchServer:
+    """A real Meilisearch process; ``stop``/``start`` keep its port, data and key, as a server restart does."""
+
     url: str
     master_key: str
-    process: subprocess.Popen[bytes]
     data_dir: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                str(MEILISEARCH_BINARY),
+                "--http-addr",
+                f"127.0.0.1:{self.port}",
+                "--db-path",
+                str(self.data_dir / "data.ms"),
+                "--dump-dir",
+                str(self.data_dir / "dumps"),
+                "--snapshot-dir",
+                str(self.data_dir / "snapshots"),
+                "--master-key",
+                self.master_key,
+                "--no-analytics",
+                "--env",
+                "development",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.data_dir,
+        )
+        _wait_until_healthy(self.url, self.process)
 
     def stop(self) -> None:
+        if self.process is None:
+            return
         self.process.terminate()
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.process = None
 
 
 def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -115,7 +147,7 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: flo
 
 
 @contextmanager
-def run_meilisearch(data_root: Path, port: int | None = None) -> Iterator[MeilisearchServer]:
+def run_meilisearch(data_root: Path) -> Iterator[MeilisearchServer]:
     """Start the real Meilisearch binary (npm package) on loopback with a temporary data dir."""
     if not MEILISEARCH_BINARY.exists():
         service_missing(f"Meilisearch binary not installed at {MEILISEARCH_BINARY} (npm ci in tests/services)")
@@ -123,35 +155,14 @@ def run_meilisearch(data_root: Path, port: int | None = None) -> Iterator[Meilis
     if not mode & stat.S_IXUSR:
         # npm unpacks the binary without the execute bit.
         MEILISEARCH_BINARY.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    port = port or free_port()
+    port = free_port()
     data_dir = data_root / unique_name("meili")
     data_dir.mkdir(parents=True)
-    master_key = secrets.token_urlsafe(24)
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [
-            str(MEILISEARCH_BINARY),
-            "--http-addr",
-            f"127.0.0.1:{port}",
-            "--db-path",
-            str(data_dir / "data.ms"),
-            "--dump-dir",
-            str(data_dir / "dumps"),
-            "--snapshot-dir",
-            str(data_dir / "snapshots"),
-            "--master-key",
-            master_key,
-            "--no-analytics",
-            "--env",
-            "development",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=data_dir,
+    server = MeilisearchServer(
+        url=f"http://127.0.0.1:{port}", master_key=secrets.token_urlsafe(24), data_dir=data_dir, port=port
     )
-    server = MeilisearchServer(url=url, master_key=master_key, process=process, data_dir=data_dir)
     try:
-        _wait_until_healthy(url, process)
+        server.start()
         yield server
     finally:
         server.stop()
@@ -211,9 +222,9 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def run_worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `audioverse worker` process with ``settings``, stopped afterwards."""
-    command = [str(Path(sys.executable).parent / "audioverse"), "worker", "--workers", "1"]
+def run_audioverse(settings: Settings, *arguments: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``audioverse`` command (a worker, the scheduler) with ``settings``, stopped afterwards."""
+    command = [str(Path(sys.executable).parent / "audioverse"), *arguments]
     process = subprocess.Popen(command, env={**os.environ, **settings_environment(settings)})
     try:
         yield process
@@ -224,6 +235,70 @@ def run_worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def run_worker(settings: Settings) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """A real `audioverse worker` process that runs the tasks the API enqueues."""
+    return run_audioverse(settings, "worker", "--workers", "1")
+
+
+def run_scheduler(settings: Settings) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """The real `audioverse scheduler` process: periodic sweeps and delayed retries."""
+    return run_audioverse(settings, "scheduler", "--update-interval", "1")
+
+
+@asynccontextmanager
+async def fresh_redis_namespace() -> AsyncIterator[str]:
+    """A Redis key namespace of its own; its keys are deleted at the end."""
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except OSError as exc:
+        await client.aclose()
+        service_missing(f"Redis at {REDIS_URL} is not reachable: {exc}")
+    namespace = unique_name("audioverse-test")
+    try:
+        yield namespace
+    finally:
+        async for key in client.scan_iter(match=f"{namespace}*"):
+            await client.delete(key)
+        await client.aclose()
+
+
+def production_settings(
+    data_dir: Path,
+    *,
+    database_url: str,
+    namespace: str,
+    meilisearch: MeilisearchServer,
+    smtp: SmtpServer | None = None,
+) -> Settings:
+    """The production profile on the test services: PostgreSQL, Redis, Meilisearch, SMTP when given."""
+    mail: dict[str, Any] = {"email_backend": "smtp", "smtp_host": smtp.host, "smtp_port": smtp.port} if smtp else {}
+    return Settings(
+        data_dir=data_dir,
+        search_backend="meilisearch",
+        meilisearch_url=meilisearch.url,
+        meilisearch_api_key=meilisearch.master_key,
+        search_index=namespace.replace("-", "_"),
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        redis_namespace=namespace,
+        task_queue_name=f"{namespace}:tasks",
+        secret_key=TEST_SECRET_KEY,
+        auth_rate_limit=1000,
+        seed_demo_on_startup=False,
+        **mail,
+    )
+
+
+async def until(condition: Callable[[], Awaitable[bool]], seconds: float, interval: float = 0.05) -> None:
+    """Wait until ``condition()`` holds, checking every ``interval``; fail after ``seconds``."""
+    with anyio.fail_after(seconds):
+        while True:
+            if await condition():
+                return
+            await anyio.sleep(interval)
 
 
 @dataclass
