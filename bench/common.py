@@ -1,9 +1,8 @@
-"""Shared benchmark plumbing: start the real service in a subprocess and watch its memory."""
+"""Shared benchmark plumbing: the real service, Meilisearch and a fresh database, and memory sampling."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -13,15 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from anyio.from_thread import start_blocking_portal
+
+from tests import services
+from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+SERVICE_START_SECONDS = 60
 
 
 def rss_bytes(pid: int) -> int:
@@ -59,17 +57,22 @@ class RssSampler:
         return max(self.samples, default=0)
 
 
-@contextmanager
-def running_service(data_dir: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``audioverse run`` (embedded profile unless settings say otherwise) on a free port."""
-    port = free_port()
-    environment = {
+def audioverse_environment(data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of an ``audioverse`` command: ``settings`` as ``AUDIOVERSE_*``, no demo seeding on start."""
+    return {
         **os.environ,
         "AUDIOVERSE_DATA_DIR": str(data_dir),
         "AUDIOVERSE_SEED_DEMO_ON_STARTUP": "false",
         "AUDIOVERSE_LOG_LEVEL": "WARNING",
         **{f"AUDIOVERSE_{name.upper()}": value for name, value in settings.items()},
     }
+
+
+@contextmanager
+def running_service(data_dir: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``audioverse run`` (embedded profile unless settings say otherwise) on a free port."""
+    port = free_port()
+    environment = audioverse_environment(data_dir, **settings)
     process = subprocess.Popen(
         [AUDIOVERSE, "run", "--port", str(port)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -112,3 +115,30 @@ def create_admin(data_dir: Path, username: str = "bench", password: str = "bench
 def login(base: str, username: str, password: str) -> dict[str, str]:
     tokens = httpx.post(f"{base}/api/auth/login/", json={"username_or_email": username, "password": password}).json()
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def wait_until_ready(base: str, seconds: float = SERVICE_START_SECONDS) -> None:
+    """Wait for ``GET /api/ready`` to answer 200 (every dependency, the search engine included)."""
+    deadline = time.monotonic() + seconds
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{base}/api/ready", timeout=5)
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        else:
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text[:300]}"
+        time.sleep(0.2)
+    raise RuntimeError(f"{base}/api/ready did not answer 200 within {seconds:g}s: {last}")
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """The test suite's throwaway PostgreSQL database, entered from synchronous benchmark code."""
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(services.fresh_postgres_database()) as database_url,
+    ):
+        yield database_url
