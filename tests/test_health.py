@@ -96,6 +96,18 @@ async def test_openapi_lists_every_route(client: AsyncTestClient[Litestar], app:
     assert "503" in ready
 
 
+async def test_openapi_documents_the_shared_catalog_filters_on_list_and_search(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    paths = (await client.get("/api/schema/openapi.json")).json()["paths"]
+    filters = {"genre", "author", "narrator", "language", "duration_min", "duration_max", "min_rating"}
+    filters |= {"released_after", "released_before"}
+    listing = {parameter["name"] for parameter in paths["/api/audiobooks"]["get"]["parameters"]}
+    searching = {parameter["name"] for parameter in paths["/api/audiobooks/search"]["get"]["parameters"]}
+    assert listing == filters | {"sort", "limit", "offset"}
+    assert searching == filters | {"q", "sort", "facets", "limit", "offset"}
+
+
 async def test_unknown_route_is_problem_json(client: AsyncTestClient[Litestar]) -> None:
     response = await client.get("/api/no-such-thing/")
     assert response.status_code == 404

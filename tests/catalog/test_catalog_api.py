@@ -135,6 +135,8 @@ async def test_pagination_totals(client: Client, shelf: dict[str, int], tag: str
         {"author": "abc"},
         {"released_after": "yesterday"},
         {"duration_min": -5},
+        {"duration_max": "inf"},
+        {"min_rating": "nan"},
     ],
 )
 async def test_bad_list_parameters_are_4xx(client: Client, params: dict[str, Any]) -> None:

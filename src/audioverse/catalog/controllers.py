@@ -12,6 +12,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post, pu
 from litestar.background_tasks import BackgroundTask
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
+from litestar.exceptions import ValidationException
 from litestar.params import Body, Parameter
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +42,7 @@ from audioverse.config import Settings
 from audioverse.errors import NotFound, PayloadTooLarge, problem_responses
 from audioverse.storage import ObjectNotFound, Storage
 from audioverse.uploads import IMAGE_TYPES
+from search.query import SearchFilters
 
 SortField = Literal[
     "title",
@@ -63,6 +65,37 @@ UPLOAD_FORM_OVERHEAD_BYTES = 16 * 1024 * 1024  # the cover and metadata fields b
 EDIT_ERRORS = problem_responses(
     HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY
 )
+
+
+def provide_catalog_filters(
+    genre: Annotated[str | None, Parameter(description="Genre slug.", max_length=100)] = None,
+    author: Annotated[int | None, Parameter(description="Author id.")] = None,
+    narrator: Annotated[int | None, Parameter(description="Narrator id.")] = None,
+    language: Annotated[str | None, Parameter(max_length=35)] = None,
+    duration_min: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
+    duration_max: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
+    released_after: Annotated[date | None, Parameter(description="On or after this date.")] = None,
+    released_before: Annotated[date | None, Parameter(description="On or before this date.")] = None,
+    min_rating: Annotated[float | None, Parameter(ge=0, le=5)] = None,
+) -> SearchFilters:
+    """The filters the list and the search endpoints share, from the query string."""
+    try:
+        return SearchFilters(
+            genre=genre,
+            author_id=author,
+            narrator_id=narrator,
+            language=language,
+            duration_min=duration_min,
+            duration_max=duration_max,
+            released_after=released_after,
+            released_before=released_before,
+            min_rating=min_rating,
+        )
+    except ValueError as exc:  # "inf" parses as a float and passes ge=0
+        raise ValidationException(f"Invalid filter: {exc}.") from exc
+
+
+CATALOG_FILTERS = {"catalog_filters": Provide(provide_catalog_filters, sync_to_thread=False)}
 
 
 async def refuse_oversized_upload(request: Request[Any, Any, Any]) -> None:
@@ -135,37 +168,22 @@ class AudiobookController(Controller):
     tags = ["catalog"]
     dependencies = {"catalog": Provide(provide_catalog, sync_to_thread=False)}
 
-    @get("/", summary="List audiobooks", opt=PUBLIC, responses=problem_responses(HTTPStatus.BAD_REQUEST))
+    @get(
+        "/",
+        summary="List audiobooks",
+        opt=PUBLIC,
+        dependencies=CATALOG_FILTERS,
+        responses=problem_responses(HTTPStatus.BAD_REQUEST),
+    )
     async def list_audiobooks(
         self,
         catalog: Catalog,
-        genre: Annotated[str | None, Parameter(description="Genre slug.", max_length=100)] = None,
-        author: Annotated[int | None, Parameter(description="Author id.")] = None,
-        narrator: Annotated[int | None, Parameter(description="Narrator id.")] = None,
-        language: Annotated[str | None, Parameter(max_length=35)] = None,
-        duration_min: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
-        duration_max: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
-        released_after: Annotated[date | None, Parameter(description="On or after this date.")] = None,
-        released_before: Annotated[date | None, Parameter(description="On or before this date.")] = None,
-        min_rating: Annotated[float | None, Parameter(ge=0, le=5)] = None,
+        catalog_filters: SearchFilters,
         sort: Annotated[SortField, Parameter(description="Field, `-` for descending.")] = "-created_at",
         limit: Limit = 20,
         offset: Offset = 0,
     ) -> AudiobookPage:
-        query = AudiobookQuery(
-            genre=genre,
-            author=author,
-            narrator=narrator,
-            language=language,
-            duration_min=duration_min,
-            duration_max=duration_max,
-            released_after=released_after,
-            released_before=released_before,
-            min_rating=min_rating,
-            sort=sort,
-            limit=limit,
-            offset=offset,
-        )
+        query = AudiobookQuery(filters=catalog_filters, sort=sort, limit=limit, offset=offset)
         books, total = await catalog.audiobooks.page(query)
         return AudiobookPage(items=[audiobook_read(book) for book in books], total=total, limit=limit, offset=offset)
 
@@ -319,12 +337,8 @@ class PeopleController(Controller):
     @get("/{person_id:int}", summary="Profile with their audiobooks", opt=PUBLIC, responses=NOT_FOUND)
     async def get_person(self, person_id: int, catalog: Catalog) -> PersonDetail:
         person = await self._person(catalog, person_id)
-        query = (
-            AudiobookQuery(author=person_id, sort="title", limit=100)
-            if self.model is Author
-            else AudiobookQuery(narrator=person_id, sort="title", limit=100)
-        )
-        books, total = await catalog.audiobooks.page(query)
+        filters = SearchFilters(author_id=person_id) if self.model is Author else SearchFilters(narrator_id=person_id)
+        books, total = await catalog.audiobooks.page(AudiobookQuery(filters=filters, sort="title", limit=100))
         return PersonDetail(
             **msgspec.structs.asdict(person_read(person, total)), audiobooks=[audiobook_read(b) for b in books]
         )

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.params import Parameter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.auth import PUBLIC, requires_curator
-from audioverse.catalog.controllers import audiobook_read
+from audioverse.catalog.controllers import CATALOG_FILTERS, audiobook_read
 from audioverse.catalog.indexing import REINDEX_TASK, claim_reindex, pending_changes, read_status
 from audioverse.catalog.models import Audiobook
 from audioverse.catalog.schemas import AudiobookRead
@@ -71,6 +72,20 @@ def parse_facets(facets: str | None) -> frozenset[Any]:
     return names
 
 
+def search_query(
+    catalog_filters: SearchFilters,
+    q: Annotated[str, Parameter(max_length=500, description="Search text.")] = "",
+    sort: SortOption = "relevance",
+    facets: Annotated[str | None, Parameter(max_length=200)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+) -> SearchQuery:
+    """The engine query for the search endpoint's parameters, named as clients send them."""
+    return SearchQuery(
+        text=q, filters=catalog_filters, sort=sort, facets=parse_facets(facets), limit=limit, offset=offset
+    )
+
+
 def engine_down(exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable("Search is unavailable right now; try again shortly.", headers={"Retry-After": "5"})
 
@@ -85,48 +100,15 @@ class SearchController(Controller):
         "comma list of genres, languages, authors, narrators, duration; author and narrator facet values are "
         "ids. Each item carries `highlights` with matched words in `<mark>`.",
         opt=PUBLIC,
-        responses=problem_responses(HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE),
+        dependencies={**CATALOG_FILTERS, "engine_query": Provide(search_query, sync_to_thread=False)},
+        responses=problem_responses(
+            HTTPStatus.BAD_REQUEST, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE
+        ),
     )
-    async def search_audiobooks(
-        self,
-        state: State,
-        db_session: AsyncSession,
-        q: Annotated[str, Parameter(max_length=500, description="Search text.")] = "",
-        genre: Annotated[str | None, Parameter(max_length=100)] = None,
-        author: int | None = None,
-        narrator: int | None = None,
-        language: Annotated[str | None, Parameter(max_length=35)] = None,
-        duration_min: Annotated[float | None, Parameter(ge=0)] = None,
-        duration_max: Annotated[float | None, Parameter(ge=0)] = None,
-        released_after: date | None = None,
-        released_before: date | None = None,
-        min_rating: Annotated[float | None, Parameter(ge=0, le=5)] = None,
-        sort: SortOption = "relevance",
-        facets: Annotated[str | None, Parameter(max_length=200)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
-    ) -> SearchPage:
-        query = SearchQuery(
-            text=q,
-            filters=SearchFilters(
-                genre=genre,
-                author_id=author,
-                narrator_id=narrator,
-                language=language,
-                duration_min=duration_min,
-                duration_max=duration_max,
-                released_after=released_after,
-                released_before=released_before,
-                min_rating=min_rating,
-            ),
-            sort=sort,
-            facets=parse_facets(facets),
-            limit=limit,
-            offset=offset,
-        )
+    async def search_audiobooks(self, state: State, db_session: AsyncSession, engine_query: SearchQuery) -> SearchPage:
         engine: SearchEngine = state.search
         try:
-            result = await engine.search(query)
+            result = await engine.search(engine_query)
         except SearchEngineUnavailable as exc:
             raise engine_down(exc) from exc
         ids = [hit.id for hit in result.hits]
@@ -143,8 +125,8 @@ class SearchController(Controller):
         return SearchPage(
             items=items,
             total=result.total,
-            limit=limit,
-            offset=offset,
+            limit=engine_query.limit,
+            offset=engine_query.offset,
             facets=result.facets,
             processing_time_ms=result.processing_time_ms,
         )

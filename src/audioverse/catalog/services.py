@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from advanced_alchemy.filters import ComparisonFilter, LimitOffset, OrderBy, SearchFilter, StatementFilter
@@ -28,6 +27,7 @@ from audioverse.catalog.models import (
 )
 from audioverse.catalog.schemas import ChapterWrite
 from audioverse.errors import FieldError, Unprocessable
+from search.query import SearchFilters
 
 SORTABLE = ("title", "release_date", "duration_seconds", "average_rating", "play_count", "created_at")
 LIST_LOAD: list[_AbstractLoad] = [
@@ -55,47 +55,40 @@ def clean_names(names: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class AudiobookQuery:
-    """The list endpoint's filters, sort and page, already typed and validated."""
+    """The list endpoint's filters (the same as search's), sort and page, already typed and validated."""
 
-    genre: str | None = None
-    author: int | None = None
-    narrator: int | None = None
-    language: str | None = None
-    duration_min: float | None = None
-    duration_max: float | None = None
-    released_after: date | None = None
-    released_before: date | None = None
-    min_rating: float | None = None
+    filters: SearchFilters = field(default_factory=SearchFilters)
     sort: str = "-created_at"
     limit: int = 20
     offset: int = 0
 
     def statement_filters(self) -> list[StatementFilter | ColumnElement[bool]]:
+        wanted = self.filters
         filters: list[StatementFilter | ColumnElement[bool]] = []
-        if self.genre is not None:
-            filters.append(Audiobook.genres.any(Genre.slug == self.genre))
-        if self.author is not None:
-            filters.append(Audiobook.authors.any(Author.id == self.author))
-        if self.narrator is not None:
-            filters.append(Audiobook.narrators.any(Narrator.id == self.narrator))
+        if wanted.genre is not None:
+            filters.append(Audiobook.genres.any(Genre.slug == wanted.genre))
+        if wanted.author_id is not None:
+            filters.append(Audiobook.authors.any(Author.id == wanted.author_id))
+        if wanted.narrator_id is not None:
+            filters.append(Audiobook.narrators.any(Narrator.id == wanted.narrator_id))
         comparisons: list[tuple[str, str, Any]] = [
-            ("language", "eq", self.language),
-            ("duration_seconds", "ge", self.duration_min),
-            ("duration_seconds", "le", self.duration_max),
-            ("release_date", "ge", self.released_after),
-            ("release_date", "le", self.released_before),
-            ("average_rating", "ge", self.min_rating),
+            ("language", "eq", wanted.language),
+            ("duration_seconds", "ge", wanted.duration_min),
+            ("duration_seconds", "le", wanted.duration_max),
+            ("release_date", "ge", wanted.released_after),
+            ("release_date", "le", wanted.released_before),
+            ("average_rating", "ge", wanted.min_rating),
         ]
         filters.extend(
-            ComparisonFilter(field_name=field, operator=operator, value=value)
-            for field, operator, value in comparisons
+            ComparisonFilter(field_name=column, operator=operator, value=value)
+            for column, operator, value in comparisons
             if value is not None
         )
-        field = self.sort.removeprefix("-")
+        sort_column = self.sort.removeprefix("-")
         direction: Literal["asc", "desc"] = "desc" if self.sort.startswith("-") else "asc"
         # Rows without a value (no release date) go last either way; ids break ties so pages are stable.
         filters += [
-            OrderBy(field_name=field, sort_order=direction, nulls="last"),
+            OrderBy(field_name=sort_column, sort_order=direction, nulls="last"),
             OrderBy(field_name="id", sort_order=direction),
             LimitOffset(limit=self.limit, offset=self.offset),
         ]
