@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from audioverse.app import create_app
-from audioverse.catalog.indexing import ReindexStatus, write_status
+from audioverse.catalog.indexing import REINDEX_LEASE_KEY, ReindexStatus, write_status
 from audioverse.config import Settings
 from tasks.runtime import search_store_for
 from tests.accounts.test_auth_flow import bearer
@@ -160,6 +160,25 @@ async def test_reindex_rebuilds_the_index_and_reports_status(
     assert conflict.status_code == 409
     assert conflict.json()["job_id"] == job_id
     await write_status(store, ReindexStatus(state="succeeded", job_id=job_id))
+
+
+async def test_a_reindex_whose_process_died_reads_as_failed_and_another_may_start(
+    client: Client, app: Litestar, settings: Settings, profile: str, curator: Tokens
+) -> None:
+    store = app.state.search_store if profile == "embedded" else search_store_for(settings)
+    # What a worker killed mid-reindex leaves behind: "running", and a lease nobody renews.
+    await write_status(store, ReindexStatus(state="running", job_id="killed", processed=3, total=10))
+    await store.delete(REINDEX_LEASE_KEY)
+    status = (await client.get("/api/admin/search/status/", headers=bearer(curator))).json()["reindex"]
+    assert status["state"] == "failed"
+    assert "stopped without finishing" in status["error"]
+    started = await client.post("/api/admin/search/reindex/", headers=bearer(curator))
+    assert started.status_code == 202, started.text
+    with anyio.fail_after(60):
+        while status["state"] != "succeeded":
+            await anyio.sleep(0.2)
+            status = (await client.get("/api/admin/search/status/", headers=bearer(curator))).json()["reindex"]
+            assert status["state"] != "failed", status
 
 
 async def test_an_unreachable_engine_is_503_and_named_by_ready(settings: Settings, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import anyio
 import msgspec
 import pytest
 from litestar import Litestar
+from litestar.stores.memory import MemoryStore
 from litestar.testing import AsyncTestClient
 from meilisearch_python_sdk import AsyncClient
 from meilisearch_python_sdk.errors import MeilisearchError
@@ -22,11 +23,20 @@ from sqlalchemy import func, select
 
 from audioverse.accounts.models import Role
 from audioverse.app import create_app
-from audioverse.catalog.indexing import PEOPLE, audiobook_documents, person_documents
+from audioverse.catalog.indexing import (
+    PEOPLE,
+    audiobook_documents,
+    build_search_engine,
+    claim_reindex,
+    person_documents,
+    read_status,
+    reindex,
+)
 from audioverse.catalog.models import Audiobook, CatalogOutbox
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
 from audioverse.jobs import TaskQueue, build_broker
+from search import SearchEngineUnavailable
 from search.meilisearch import audiobook_payload, person_payload
 from tests.accounts.test_auth_flow import bearer
 from tests.audio_fixtures import mp3_with_chapters
@@ -144,6 +154,14 @@ async def every_document(meilisearch: AsyncClient, uid: str, key: str) -> dict[A
         offset += PAGE
         if offset >= page.total:
             return documents
+
+
+async def books_in_database(settings: Settings) -> int:
+    database = sqlalchemy_config(settings)
+    async with database.get_session() as session:
+        books = await session.scalar(select(func.count()).select_from(Audiobook)) or 0
+    await database.get_engine().dispose()
+    return books
 
 
 async def pending_outbox_rows(settings: Settings) -> int:
@@ -300,3 +318,44 @@ async def test_a_reindex_of_ten_thousand_books_never_leaves_a_search_failed_or_e
     assert not failures, failures[:5]
     assert len(searches) >= 40, "the searches did not overlap the reindex"
     await wait_until_index_equals_database(stack.settings, CONVERGENCE_SECONDS)
+
+
+async def test_a_reindex_that_loses_meilisearch_fails_cleanly_and_the_next_one_succeeds(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    make_book = book_maker(stack.settings, tmp_path_factory)
+    for n in range(max(0, 60 - await books_in_database(stack.settings))):
+        await make_book(title=f"Rebuilt {n}")
+    database = sqlalchemy_config(stack.settings)
+    store = MemoryStore()
+
+    def stop_meilisearch_after_the_first_batch(processed: int, total: int) -> None:
+        stack.meilisearch.stop()
+
+    engine = build_search_engine(stack.settings)
+    try:
+        status = await claim_reindex(store)
+        with pytest.raises(SearchEngineUnavailable):
+            await reindex(
+                database, engine, store, status, batch_size=5, progress=stop_meilisearch_after_the_first_batch
+            )
+    finally:
+        await engine.close()
+        stack.meilisearch.start()
+    failed = await read_status(store)
+    assert failed.state == "failed"
+    assert failed.error is not None
+    assert failed.error.startswith("SearchEngineUnavailable: Meilisearch is unreachable")
+    assert failed.processed < failed.total
+    # The live index never saw the half-built one.
+    await wait_until_index_equals_database(stack.settings, CONVERGENCE_SECONDS)
+
+    engine = build_search_engine(stack.settings)
+    try:
+        finished = await reindex(database, engine, store, await claim_reindex(store))
+    finally:
+        await engine.close()
+        await database.get_engine().dispose()
+    assert finished.state == "succeeded"
+    assert finished.processed == finished.total
+    await wait_until_index_equals_database(stack.settings, FRESHNESS_SECONDS * 5)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import anyio
 import msgspec
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
+from anyio.abc import TaskGroup
 from litestar.stores.base import Store
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +30,7 @@ from audioverse.catalog.models import (
 from audioverse.catalog.services import LIST_LOAD
 from audioverse.config import Settings
 from audioverse.errors import Conflict
-from search import SearchEngine
+from search import SearchEngine, SearchEngineError
 from search.documents import AudiobookDocument, GenreRef, PersonDocument, PersonKind, PersonRef
 from search.embedded import EmbeddedSearchEngine
 from search.meilisearch import MeilisearchEngine
@@ -36,6 +38,14 @@ from search.meilisearch import MeilisearchEngine
 DRAIN_TASK = "search.drain"
 REINDEX_TASK = "search.reindex"
 REINDEX_STATUS_KEY = "reindex"
+REINDEX_LEASE_KEY = "reindex:lease"
+REINDEX_LEASE_SECONDS = 600
+"""Longer than an engine task may take (300 s), so a slow batch never lets a second reindex start."""
+REINDEX_ABANDONED = "The reindex stopped without finishing (its process ended); start another."
+REINDEX_BATCHES_AHEAD = 2
+"""Batches read from the database ahead of the engine during a reindex."""
+REINDEX_LOADS_IN_FLIGHT = 3
+"""Batches the engine is loading at once during a reindex."""
 PEOPLE: dict[OutboxEntity, tuple[PersonKind, type[Author] | type[Narrator]]] = {
     OutboxEntity.AUTHOR: ("author", Author),
     OutboxEntity.NARRATOR: ("narrator", Narrator),
@@ -138,16 +148,23 @@ async def _apply(session: AsyncSession, engine: SearchEngine, changes: Changes) 
     writes += [engine.upsert_people(people_upserts), engine.upsert(documents), engine.delete(sorted(deleted))]
     # Each write touches different documents, so their order does not matter; waiting for each engine
     # task in turn would add its whole latency to every kick.
-    try:
-        async with anyio.create_task_group() as group:
-            for write in writes:
-                group.start_soon(_run, write)
-    except ExceptionGroup as failures:
-        raise failures.exceptions[0] from failures
+    async with task_group_raising_first_failure() as group:
+        for write in writes:
+            group.start_soon(_run, write)
 
 
 async def _run(write: Awaitable[None]) -> None:
     await write
+
+
+@asynccontextmanager
+async def task_group_raising_first_failure() -> AsyncIterator[TaskGroup]:
+    """A task group whose failure surfaces as the first task's own exception (callers catch engine errors)."""
+    try:
+        async with anyio.create_task_group() as group:
+            yield group
+    except ExceptionGroup as failures:
+        raise failures.exceptions[0] from failures
 
 
 async def drain_outbox(database: SQLAlchemyAsyncConfig, engine: SearchEngine, batch_size: int) -> int:
@@ -208,11 +225,20 @@ class ReindexStatus(msgspec.Struct):
 
 async def read_status(store: Store) -> ReindexStatus:
     raw = await store.get(REINDEX_STATUS_KEY)
-    return msgspec.json.decode(raw, type=ReindexStatus) if raw else ReindexStatus()
+    status = msgspec.json.decode(raw, type=ReindexStatus) if raw else ReindexStatus()
+    if status.state == "running" and not await store.exists(REINDEX_LEASE_KEY):
+        # The process running it ended (killed, out of memory) without saying so.
+        return msgspec.structs.replace(status, state="failed", error=REINDEX_ABANDONED)
+    return status
 
 
 async def write_status(store: Store, status: ReindexStatus) -> None:
+    """Save progress; while running, each write also renews the lease that says the reindex is alive."""
     await store.set(REINDEX_STATUS_KEY, msgspec.json.encode(status))
+    if status.state == "running":
+        await store.set(REINDEX_LEASE_KEY, status.job_id or "", expires_in=REINDEX_LEASE_SECONDS)
+    else:
+        await store.delete(REINDEX_LEASE_KEY)
 
 
 async def claim_reindex(store: Store) -> ReindexStatus:
@@ -247,27 +273,48 @@ async def reindex(
             status.total = await session.scalar(select(func.count()).select_from(Audiobook)) or 0
             for kind, model in PEOPLE.values():
                 await engine.load_staging(people=await person_documents(session, kind, model))
-        last_id = 0
-        while True:
-            async with database.get_session() as session:
-                ids = list(
-                    await session.scalars(
-                        select(Audiobook.id).where(Audiobook.id > last_id).order_by(Audiobook.id).limit(batch_size)
-                    )
-                )
-                if not ids:
-                    break
-                await engine.load_staging(documents=await audiobook_documents(session, ids))
-            last_id = ids[-1]
-            status.processed += len(ids)
-            await write_status(store, status)
-            if progress:
-                progress(status.processed, status.total)
+        batches_out, batches_in = anyio.create_memory_object_stream[list[AudiobookDocument]](REINDEX_BATCHES_AHEAD)
+
+        async def read_batches() -> None:
+            async with batches_out:
+                last_id = 0
+                while True:
+                    async with database.get_session() as session:
+                        ids = list(
+                            await session.scalars(
+                                select(Audiobook.id)
+                                .where(Audiobook.id > last_id)
+                                .order_by(Audiobook.id)
+                                .limit(batch_size)
+                            )
+                        )
+                        if not ids:
+                            return
+                        documents = await audiobook_documents(session, ids)
+                    last_id = ids[-1]
+                    await batches_out.send(documents)
+
+        async def load_batches() -> None:
+            async for documents in batches_in:
+                await engine.load_staging(documents=documents)
+                status.processed += len(documents)
+                await write_status(store, status)
+                if progress:
+                    progress(status.processed, status.total)
+
+        # Reading a batch from the database and the engine indexing another overlap; with several loads in
+        # flight Meilisearch also batches consecutive tasks together.
+        async with batches_in, task_group_raising_first_failure() as group:
+            group.start_soon(read_batches)
+            for _ in range(REINDEX_LOADS_IN_FLIGHT):
+                group.start_soon(load_batches)
         await engine.swap_in_staging()
         await _reapply_since(database, engine, watermark)
     except Exception as exc:
-        await engine.drop_staging()
         status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"
+        # The engine may be what failed; a staging index left behind is dropped by the next reindex.
+        with suppress(SearchEngineError):
+            await engine.drop_staging()
         raise
     else:
         status.state = "succeeded"
