@@ -96,29 +96,29 @@ class MeilisearchServer:
     port: int
     process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "meilisearch.log"
+
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                str(MEILISEARCH_BINARY),
-                "--http-addr",
-                f"127.0.0.1:{self.port}",
-                "--db-path",
-                str(self.data_dir / "data.ms"),
-                "--dump-dir",
-                str(self.data_dir / "dumps"),
-                "--snapshot-dir",
-                str(self.data_dir / "snapshots"),
-                "--master-key",
-                self.master_key,
-                "--no-analytics",
-                "--env",
-                "development",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=self.data_dir,
-        )
-        _wait_until_healthy(self.url, self.process)
+        # The log is appended to across restarts, so a failed start can show what the server said.
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(MEILISEARCH_BINARY),
+                    "--http-addr", f"127.0.0.1:{self.port}",
+                    "--db-path", str(self.data_dir / "data.ms"),
+                    "--dump-dir", str(self.data_dir / "dumps"),
+                    "--snapshot-dir", str(self.data_dir / "snapshots"),
+                    "--master-key", self.master_key,
+                    "--no-analytics",
+                    "--env", "development",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+            )  # fmt: skip
+        _wait_until_healthy(self.url, self.process, self.log_path)
 
     def stop(self) -> None:
         if self.process is None:
@@ -132,11 +132,11 @@ class MeilisearchServer:
         self.process = None
 
 
-def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"meilisearch exited with {process.returncode}")
+            raise RuntimeError(f"meilisearch exited with {process.returncode}: {log_path.read_text()[-2000:]}")
         try:
             if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
                 return
