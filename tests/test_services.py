@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import smtplib
 from email.message import EmailMessage
+from pathlib import Path
 
 import aioboto3
 import httpx
 
-from tests.services import MeilisearchServer, SmtpServer
+from tests.services import MeilisearchServer, SmtpServer, free_port
 
 
 async def test_meilisearch_indexes_and_finds_a_typo(meilisearch: MeilisearchServer) -> None:
@@ -27,6 +28,19 @@ async def test_meilisearch_indexes_and_finds_a_typo(meilisearch: MeilisearchServ
         assert hits == [{"id": 1, "title": "Moby Dick"}]
         unauthorized = await httpx.AsyncClient(base_url=meilisearch.url).get("/indexes")
         assert unauthorized.status_code == 401
+
+
+def test_meilisearch_starts_with_a_master_key_that_begins_with_a_dash(tmp_path: Path) -> None:
+    # secrets.token_urlsafe gives such a key one time in 64; as a separate argument it read as a flag.
+    server = MeilisearchServer(
+        url=f"http://127.0.0.1:{(port := free_port())}", master_key="-" + "k" * 31, data_dir=tmp_path, port=port
+    )
+    server.start()
+    try:
+        headers = {"Authorization": f"Bearer {server.master_key}"}
+        assert httpx.get(f"{server.url}/indexes", headers=headers).status_code == 200
+    finally:
+        server.stop()
 
 
 async def test_moto_serves_real_s3_over_http(s3_endpoint: str) -> None:

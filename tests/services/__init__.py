@@ -110,7 +110,8 @@ class MeilisearchServer:
                     "--db-path", str(self.data_dir / "data.ms"),
                     "--dump-dir", str(self.data_dir / "dumps"),
                     "--snapshot-dir", str(self.data_dir / "snapshots"),
-                    "--master-key", self.master_key,
+                    # One "=" joined argument: a key may begin with "-", which would read as a flag.
+                    f"--master-key={self.master_key}",
                     "--no-analytics",
                     "--env", "development",
                 ],
