@@ -277,7 +277,8 @@ async def full_reindex(settings: Settings, database: SQLAlchemyAsyncConfig) -> d
     store = MemoryStore()
     try:
         await engine.configure()
-        status = await claim_reindex(store)
+        async with database.get_session() as session, session.begin():
+            status = await claim_reindex(store, session)
         started = time.perf_counter()
         finished = await reindex(database, engine, store, status, progress=Progress("reindex"))
         seconds = time.perf_counter() - started

@@ -140,7 +140,8 @@ def reindex_command(batch_size: int) -> None:
         engine = build_search_engine(settings)
         try:
             await engine.configure()
-            status = await claim_reindex(store)
+            async with database.get_session() as session, session.begin():
+                status = await claim_reindex(store, session)
             with click.progressbar(length=1, label="Reindexing audiobooks", show_pos=True) as bar:
 
                 def advance(processed: int, total: int) -> None:

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import msgspec
 import pytest
+from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from litestar import Litestar
+from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.testing import AsyncTestClient
 from meilisearch_python_sdk import AsyncClient
@@ -25,6 +28,7 @@ from audioverse.accounts.models import Role
 from audioverse.app import create_app
 from audioverse.catalog.indexing import (
     PEOPLE,
+    ReindexStatus,
     audiobook_documents,
     build_search_engine,
     claim_reindex,
@@ -46,6 +50,7 @@ from tests.services import (
     REDIS_URL,
     WORKER_START_TIMEOUT_SECONDS,
     MeilisearchServer,
+    free_port,
     fresh_postgres_database,
     fresh_redis_namespace,
     production_settings,
@@ -161,6 +166,11 @@ async def every_document(meilisearch: AsyncClient, uid: str, key: str) -> dict[A
         offset += PAGE
         if offset >= page.total:
             return documents
+
+
+async def claimed(database: SQLAlchemyAsyncConfig, store: Store) -> ReindexStatus:
+    async with database.get_session() as session, session.begin():
+        return await claim_reindex(store, session)
 
 
 async def books_in_database(settings: Settings) -> int:
@@ -341,7 +351,7 @@ async def test_a_reindex_that_loses_meilisearch_fails_cleanly_and_the_next_one_s
 
     engine = build_search_engine(stack.settings)
     try:
-        status = await claim_reindex(store)
+        status = await claimed(database, store)
         with pytest.raises(SearchEngineUnavailable):
             await reindex(
                 database, engine, store, status, batch_size=5, progress=stop_meilisearch_after_the_first_batch
@@ -359,10 +369,45 @@ async def test_a_reindex_that_loses_meilisearch_fails_cleanly_and_the_next_one_s
 
     engine = build_search_engine(stack.settings)
     try:
-        finished = await reindex(database, engine, store, await claim_reindex(store))
+        finished = await reindex(database, engine, store, await claimed(database, store))
     finally:
         await engine.close()
         await database.get_engine().dispose()
     assert finished.state == "succeeded"
     assert finished.processed == finished.total
     await wait_until_index_equals_database(stack.settings, FRESHNESS_SECONDS * 5)
+
+
+async def test_of_reindex_requests_sent_together_to_two_servers_exactly_one_starts(stack: Stack) -> None:
+    ports = [free_port(), free_port()]
+    with (
+        run_audioverse(stack.settings, "run", "--port", str(ports[0])),
+        run_audioverse(stack.settings, "run", "--port", str(ports[1])),
+    ):
+        async with httpx.AsyncClient(headers=bearer(stack.curator), timeout=30) as http:
+
+            async def ready(port: int) -> bool:
+                try:
+                    return (await http.get(f"http://127.0.0.1:{port}/api/ready")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            for port in ports:
+                await until(lambda port=port: ready(port), WORKER_START_TIMEOUT_SECONDS * 2, interval=0.2)
+            answers: list[int] = []
+
+            async def request_reindex(port: int) -> None:
+                response = await http.post(f"http://127.0.0.1:{port}/api/admin/search/reindex/")
+                answers.append(response.status_code)
+
+            async with anyio.create_task_group() as group:
+                for n in range(10):
+                    group.start_soon(request_reindex, ports[n % 2])
+            assert sorted(answers) == [202] + [409] * 9
+
+            async def finished() -> bool:
+                status = (await http.get(f"http://127.0.0.1:{ports[0]}/api/admin/search/status/")).json()
+                return bool(status["reindex"]["state"] != "running")
+
+            await until(finished, CONVERGENCE_SECONDS, interval=0.2)
+    await wait_until_index_equals_database(stack.settings, CONVERGENCE_SECONDS)

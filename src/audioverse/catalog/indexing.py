@@ -41,6 +41,8 @@ REINDEX_STATUS_KEY = "reindex"
 REINDEX_LEASE_KEY = "reindex:lease"
 REINDEX_LEASE_SECONDS = 600
 """Longer than an engine task may take (300 s), so a slow batch never lets a second reindex start."""
+REINDEX_CLAIM_LOCK_ID = 0x41565249
+"""The PostgreSQL advisory lock key that serializes reindex claims ("AVRI")."""
 REINDEX_ABANDONED = "The reindex stopped without finishing (its process ended); start another."
 REINDEX_BATCHES_AHEAD = 2
 """Batches read from the database ahead of the engine during a reindex."""
@@ -241,8 +243,14 @@ async def write_status(store: Store, status: ReindexStatus) -> None:
         await store.delete(REINDEX_LEASE_KEY)
 
 
-async def claim_reindex(store: Store) -> ReindexStatus:
-    """Mark a reindex as started; 409 while another one runs."""
+async def claim_reindex(store: Store, session: AsyncSession) -> ReindexStatus:
+    """Mark a reindex as started; 409 while another one runs.
+
+    On PostgreSQL an advisory lock, held to the end of ``session``'s transaction, serializes claims
+    across API processes, so of requests sent together (a double click) exactly one starts.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(REINDEX_CLAIM_LOCK_ID)))
     current = await read_status(store)
     if current.state == "running":
         raise Conflict("A reindex is already running.", extra={"job_id": current.job_id})

@@ -16,7 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.auth import PUBLIC, requires_curator
 from audioverse.catalog.controllers import CATALOG_FILTERS, audiobook_read
-from audioverse.catalog.indexing import REINDEX_TASK, claim_reindex, pending_changes, read_status
+from audioverse.catalog.indexing import (
+    REINDEX_TASK,
+    claim_reindex,
+    pending_changes,
+    read_status,
+)
 from audioverse.catalog.models import Audiobook
 from audioverse.catalog.schemas import AudiobookRead
 from audioverse.catalog.services import LIST_LOAD
@@ -163,8 +168,8 @@ class SearchAdminController(Controller):
         status_code=HTTPStatus.ACCEPTED,
         responses=problem_responses(HTTPStatus.FORBIDDEN, HTTPStatus.CONFLICT),
     )
-    async def reindex(self, state: State, task_queue: TaskQueue) -> ReindexJob:
-        status = await claim_reindex(state.search_store)
+    async def reindex(self, state: State, db_session: AsyncSession, task_queue: TaskQueue) -> ReindexJob:
+        status = await claim_reindex(state.search_store, db_session)
         await task_queue.enqueue(REINDEX_TASK, msgspec.to_builtins(status))
         assert status.job_id is not None  # noqa: S101 - claim_reindex always sets it
         return ReindexJob(job_id=status.job_id)
