@@ -112,9 +112,11 @@ async def person_documents(
 class Changes:
     """What a batch of outbox rows asks of the index, the latest row for an entity winning."""
 
-    def __init__(self) -> None:
+    def __init__(self, rows: Iterable[CatalogOutbox]) -> None:
         self.books: dict[int, OutboxOperation] = {}
         self.people: dict[OutboxEntity, dict[int, OutboxOperation]] = {entity: {} for entity in PEOPLE}
+        for row in rows:
+            self.add(row)
 
     def add(self, row: CatalogOutbox) -> None:
         target = self.books if row.entity == OutboxEntity.AUDIOBOOK else self.people[row.entity]
@@ -189,10 +191,7 @@ async def drain_outbox(database: SQLAlchemyAsyncConfig, engine: SearchEngine, ba
             ).all()
             if not rows:
                 return drained
-            changes = Changes()
-            for row in rows:
-                changes.add(row)
-            await _apply(session, engine, changes)
+            await _apply(session, engine, Changes(rows))
             await session.execute(
                 update(CatalogOutbox)
                 .where(CatalogOutbox.id.in_([row.id for row in rows]))
@@ -209,10 +208,7 @@ async def _reapply_since(database: SQLAlchemyAsyncConfig, engine: SearchEngine, 
         rows = await session.scalars(
             select(CatalogOutbox).where(CatalogOutbox.id > watermark).order_by(CatalogOutbox.id)
         )
-        changes = Changes()
-        for row in rows:
-            changes.add(row)
-        await _apply(session, engine, changes)
+        await _apply(session, engine, Changes(rows))
 
 
 class ReindexStatus(msgspec.Struct):

@@ -16,12 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.auth import PUBLIC, requires_curator
 from audioverse.catalog.controllers import CATALOG_FILTERS, audiobook_read
-from audioverse.catalog.indexing import (
-    REINDEX_TASK,
-    claim_reindex,
-    pending_changes,
-    read_status,
-)
+from audioverse.catalog.indexing import REINDEX_TASK, claim_reindex, pending_changes, read_status
 from audioverse.catalog.models import Audiobook
 from audioverse.catalog.schemas import AudiobookRead
 from audioverse.catalog.services import LIST_LOAD
