@@ -70,7 +70,7 @@ def audioverse_environment(data_dir: Path, **settings: str) -> dict[str, str]:
 
 @contextmanager
 def running_service(data_dir: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``audioverse run`` (embedded profile unless settings say otherwise) on a free port."""
+    """``audioverse run`` (embedded profile unless settings say otherwise) on a free port, once it is ready."""
     port = free_port()
     environment = audioverse_environment(data_dir, **settings)
     process = subprocess.Popen(
@@ -78,13 +78,7 @@ def running_service(data_dir: Path, **settings: str) -> Iterator[tuple[str, subp
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_ready(base)
         yield base, process
     finally:
         process.terminate()

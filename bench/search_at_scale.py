@@ -49,7 +49,6 @@ from bench.common import (
     fresh_postgres_database,
     rss_bytes,
     running_service,
-    wait_until_ready,
 )
 from search import SearchEngine
 from search.documents import AudiobookDocument, PersonDocument
@@ -638,7 +637,6 @@ def main() -> None:
             run = asyncio.run(in_process_benchmarks(settings, meilisearch, scratch, args.rounds, args.raw_batch))
             log(f"API latency: {len(run.cases)} queries x {args.rounds} rounds against audioverse run")
             with running_service(data_dir, **service_settings) as (base, _process):
-                wait_until_ready(base)
                 api = api_timings(base, run.cases, args.rounds)
                 health = health_latencies(base, len(api))
     runs = {"api": api, "meilisearch_engine": run.meilisearch_timings, "embedded_engine": run.embedded_timings}
