@@ -22,7 +22,7 @@ from litestar.testing import AsyncTestClient
 from meilisearch_python_sdk import AsyncClient
 from meilisearch_python_sdk.errors import MeilisearchError
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from audioverse.accounts.models import Role
 from audioverse.app import create_app
@@ -173,20 +173,16 @@ async def claimed(database: SQLAlchemyAsyncConfig, store: Store) -> ReindexStatu
         return await claim_reindex(store, session)
 
 
-async def books_in_database(settings: Settings) -> int:
+async def count_in_database(settings: Settings, counting: Select[tuple[int]]) -> int:
     database = sqlalchemy_config(settings)
     async with database.get_session() as session:
-        books = await session.scalar(select(func.count()).select_from(Audiobook)) or 0
+        found = await session.scalar(counting) or 0
     await database.get_engine().dispose()
-    return books
+    return found
 
 
-async def pending_outbox_rows(settings: Settings) -> int:
-    database = sqlalchemy_config(settings)
-    async with database.get_session() as session:
-        pending = await session.scalar(select(func.count()).where(CatalogOutbox.processed_at.is_(None))) or 0
-    await database.get_engine().dispose()
-    return pending
+COUNT_BOOKS = select(func.count()).select_from(Audiobook)
+COUNT_PENDING_OUTBOX_ROWS = select(func.count()).where(CatalogOutbox.processed_at.is_(None))
 
 
 async def wait_until_index_equals_database(settings: Settings, seconds: float) -> None:
@@ -279,7 +275,7 @@ async def test_edits_made_while_meilisearch_is_down_reach_the_index_after_it_res
         assert response.status_code == 200, response.text
     for book_id in books[:2]:
         assert (await stack.client.delete(f"/api/audiobooks/{book_id}/", headers=curator)).status_code == 204
-    assert await pending_outbox_rows(stack.settings) > 0
+    assert await count_in_database(stack.settings, COUNT_PENDING_OUTBOX_ROWS) > 0
 
     # The worker's failed drains wait in Redis for a later retry instead of spinning.
     redis = Redis.from_url(REDIS_URL)
@@ -294,7 +290,7 @@ async def test_edits_made_while_meilisearch_is_down_reach_the_index_after_it_res
 
     stack.meilisearch.start()
     await wait_until_index_equals_database(stack.settings, CONVERGENCE_SECONDS)
-    assert await pending_outbox_rows(stack.settings) == 0
+    assert await count_in_database(stack.settings, COUNT_PENDING_OUTBOX_ROWS) == 0
     assert (await search(stack.client, q=f"Outage revised {tag}"))["total"] > 0
 
 
@@ -341,7 +337,7 @@ async def test_a_reindex_that_loses_meilisearch_fails_cleanly_and_the_next_one_s
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     make_book = book_maker(stack.settings, tmp_path_factory)
-    for n in range(max(0, 60 - await books_in_database(stack.settings))):
+    for n in range(max(0, 60 - await count_in_database(stack.settings, COUNT_BOOKS))):
         await make_book(title=f"Rebuilt {n}")
     database = sqlalchemy_config(stack.settings)
     store = MemoryStore()
