@@ -62,10 +62,12 @@ class TaskQueue:
 
     async def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> AsyncTaskiqTask[Any]:
         """Send ``task_name`` with its arguments to the broker; the handle can await the result."""
-        # The task's retry labels travel with the message: the worker reads them there, not from its registry.
+        # The registered task's kicker carries its retry labels, which the worker reads from the message.
         registered = self.broker.find_task(task_name)
-        labels = {k: v for k, v in registered.labels.items() if k != "schedule"} if registered is not None else {}
-        kicker: AsyncKicker[Any, Any] = AsyncKicker(task_name=task_name, broker=self.broker, labels=labels)
+        kicker: AsyncKicker[Any, Any] = (
+            registered.kicker() if registered is not None else AsyncKicker(task_name, self.broker, labels={})
+        )
+        kicker.labels.pop("schedule", None)  # the scheduler's own business, as in LabelScheduleSource
         return await kicker.kiq(*args, **kwargs)
 
 
