@@ -56,7 +56,7 @@ from audioverse.listening.controllers import (
     StreamController,
 )
 from audioverse.model_registry import catalog_outbox  # noqa: F401  (outbox rows on every catalog flush)
-from audioverse.ratelimit import RateLimiter
+from audioverse.ratelimit import RateLimiter, window_counter
 from audioverse.reviews.controllers import BookReviewsController, ReviewController
 from audioverse.signing import resolve_secret_key
 from audioverse.storage import Storage, build_storage
@@ -144,7 +144,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     jwt_auth = build_jwt_auth(secret_key, settings.access_token_minutes)
     stores = _stores(settings, redis)
     auth_rate_limiter = RateLimiter(
-        stores.get("auth-rate-limit"),
+        # On Redis it shares the app's client, whose connections the lifespan closes on shutdown.
+        window_counter(redis, prefix=f"{settings.redis_namespace}_auth-rate-limit"),
         limit=settings.auth_rate_limit,
         window_seconds=settings.auth_rate_window_seconds,
     )
