@@ -79,6 +79,13 @@ async def test_a_slow_clock_records_when_its_update_is_the_newest(
     behind = now() - THREE_HOURS
     assert (await put(client, uploader, book_id, 1060, "slow-phone", behind, sent_at=behind)).status_code == 200
     assert await stored_position(client, uploader, book_id) == 1060
+    # A sending time without a stamp of the same clock beside it is no reason to date the update back.
+    sent_only = await client.put(
+        f"/api/progress/{book_id}/",
+        headers=bearer(uploader),
+        json={"position_seconds": 1080, "device_id": "fast", "client_sent_at": (now() + SIX_MONTHS).isoformat()},
+    )
+    assert sent_only.status_code == 200, sent_only.text
 
 
 async def test_an_offline_device_syncing_later_does_not_rewind(

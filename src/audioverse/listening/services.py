@@ -146,7 +146,9 @@ class Listening:
             )
         now = utcnow()
         stamp = as_utc(data.client_updated_at or now)
-        effective = effective_time(stamp, as_utc(data.client_sent_at) if data.client_sent_at else None, now)
+        # A sending time only means something beside a stamp from the same (device) clock.
+        sent = as_utc(data.client_sent_at) if data.client_sent_at and data.client_updated_at else None
+        effective = effective_time(stamp, sent, now)
         previous = await self.session.scalar(
             select(ListeningProgress)
             .where(ListeningProgress.user_id == self.user.id, ListeningProgress.audiobook_id == audiobook_id)
