@@ -113,6 +113,41 @@ async def test_helpful_votes_are_idempotent_and_not_for_oneself(
     assert (await client.post("/api/reviews/987654321/helpful/", headers=bearer(other_listener))).status_code == 404
 
 
+async def test_helpful_votes_need_a_verified_email(
+    client: Client, make_book: MakeBook, uploader: Tokens, unverified: Tokens
+) -> None:
+    book_id = await make_book(title="Verified votes")
+    mine = await review(client, uploader, book_id, 5)
+    url = f"/api/reviews/{mine['id']}/helpful/"
+    for method in (client.post, client.delete):
+        refused = await method(url, headers=bearer(unverified))
+        assert refused.status_code == 403
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert "email" in refused.json()["detail"].lower()
+    listed = (await client.get(f"/api/audiobooks/{book_id}/reviews/")).json()
+    assert listed["items"][0]["helpful_count"] == 0
+
+
+async def test_helpful_votes_leave_updated_at_alone(
+    client: Client, make_book: MakeBook, settings: Settings, uploader: Tokens, other_listener: Tokens
+) -> None:
+    book_id = await make_book(title="Untouched")
+    mine = await review(client, uploader, book_id, 4, "Steady pace.")
+    url = f"/api/reviews/{mine['id']}/helpful/"
+    await anyio.sleep(0.01)  # a bumped timestamp would differ from the creation time
+    voted = (await client.post(url, headers=bearer(other_listener))).json()
+    assert (voted["helpful_count"], voted["updated_at"]) == (1, mine["updated_at"])
+    taken_back = (await client.delete(url, headers=bearer(other_listener))).json()
+    assert (taken_back["helpful_count"], taken_back["updated_at"]) == (0, mine["updated_at"])
+    database = sqlalchemy_config(settings)
+    async with database.get_session() as session:
+        await repair_helpful_counts(session)
+        await session.commit()
+    await database.get_engine().dispose()
+    [listed] = (await client.get(f"/api/audiobooks/{book_id}/reviews/")).json()["items"]
+    assert (listed["helpful_count"], listed["updated_at"]) == (0, mine["updated_at"])
+
+
 async def test_sorts(
     client: Client, make_book: MakeBook, settings: Settings, uploader: Tokens, other_listener: Tokens, curator: Tokens
 ) -> None:

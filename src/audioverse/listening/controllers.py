@@ -46,6 +46,18 @@ Limit = Annotated[int, Parameter(ge=1, le=100)]
 Offset = Annotated[int, Parameter(ge=0)]
 NOT_FOUND = problem_responses(HTTPStatus.NOT_FOUND)
 WRITE_ERRORS = problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.UNPROCESSABLE_ENTITY)
+PROGRESS_ERRORS = problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY)
+PROGRESS_RULE = (
+    "The newest update across devices wins; a stale one → 409 with the stored progress in `progress` (resume "
+    "from it). Updates are ordered by when they happened on the server's clock: `client_updated_at`, but never "
+    "later than the request's receipt, so no device clock can lock the others out; with `client_sent_at` (the "
+    "device's clock when sending) an update is dated by its age on the device's own clock, so a slow clock "
+    "still wins with a live update and an update queued offline stays as old as it is. A device's own updates "
+    "are also ordered by its own `client_updated_at` (an out-of-order one is stale), for 2 minutes after its "
+    "last stored one. Another `device_id` jumping back more than 60 s within 30 s of the stored update is "
+    "stale (a player that started at 0 must not undo the listener's place); later it wins. Within the last "
+    "30 s of the book (or `is_completed`) marks it finished."
+)
 
 
 def provide_listening(db_session: AsyncSession, request: Request[User, Any, Any]) -> Listening:
@@ -197,17 +209,16 @@ class ProgressController(Controller):
 
     @post(
         "/",
-        summary="Save your position (last writer by client clock wins)",
-        description="An update whose `client_updated_at` is not newer than the stored one → 409 with the "
-        "stored progress in `progress`. Within the last 30 s of the book (or `is_completed`) marks it finished.",
+        summary="Save your position (the newest update across devices wins)",
+        description=PROGRESS_RULE,
         status_code=HTTPStatus.OK,
-        responses=problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY),
+        responses=PROGRESS_ERRORS,
     )
     async def save_progress(self, audiobook_id: int, data: ProgressWrite, listening: Listening) -> ProgressRead:
         progress = await listening.save_progress(audiobook_id, data)
         return progress_read(progress, await listening.chapters(audiobook_id))
 
-    @put("/", summary="Save your position", responses=problem_responses(404, 409, 422))
+    @put("/", summary="Save your position (as POST)", description=PROGRESS_RULE, responses=PROGRESS_ERRORS)
     async def put_progress(self, audiobook_id: int, data: ProgressWrite, listening: Listening) -> ProgressRead:
         saved: ProgressRead = await self.save_progress.fn(self, audiobook_id, data, listening)
         return saved

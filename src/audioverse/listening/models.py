@@ -32,7 +32,10 @@ class ListeningProgress(Base):
     position_seconds: Mapped[float] = mapped_column(Float)
     is_completed: Mapped[bool] = mapped_column(Boolean, default=False)
     playback_speed: Mapped[float] = mapped_column(Float)
+    # As the device sent it: orders that device's own updates, whatever its clock says.
     client_updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    # When the update happened by the server's clock (never after its receipt): orders devices.
+    effective_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     device_id: Mapped[str | None] = mapped_column(String(100), default=None)
     last_listened_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)

@@ -18,7 +18,16 @@ class ProgressWrite(msgspec.Struct, forbid_unknown_fields=True):
     position_seconds: Position
     playback_speed: PlaybackSpeed | None = None
     is_completed: bool | None = None
-    client_updated_at: datetime | None = None
+    client_updated_at: Annotated[
+        datetime | None, msgspec.Meta(description="When the device reached this position, by its own clock.")
+    ] = None
+    client_sent_at: Annotated[
+        datetime | None,
+        msgspec.Meta(
+            description="The device's clock when sending. With it an update queued offline is dated by its age "
+            "on the device's own clock (`client_sent_at - client_updated_at`), so a wrong clock does not matter."
+        ),
+    ] = None
     device_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
 
 

@@ -1,4 +1,4 @@
-"""Listening rules: last-writer-wins progress, listened-time ledger, plays, bookmarks, library, stats."""
+"""Listening rules: newest-wins progress across devices, listened-time ledger, plays, bookmarks, library, stats."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,8 +23,13 @@ from audioverse.reviews.models import Review
 
 COMPLETION_TAIL_SECONDS = 30.0
 PLAY_WINDOW = timedelta(minutes=30)
-# A client clock may run a little ahead of ours; more than this is not believed.
-CLOCK_SKEW_ALLOWANCE = timedelta(seconds=5)
+# A device's own updates arriving out of order (retries, parallel requests) are told apart by its own
+# clock for this long after its last stored one; past it a device whose clock jumped back is believed.
+REORDER_WINDOW = timedelta(minutes=2)
+# Another device jumping back further than this so soon after a stored update is taken for a player that
+# started at a stale position (often 0), not for the listener: it is answered 409 with the stored one.
+HANDOVER_WINDOW = timedelta(seconds=30)
+HANDOVER_REWIND_LIMIT_SECONDS = 60.0
 STATS_DAYS = 30
 TOP_ENTRIES = 5
 
@@ -33,19 +38,73 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def upsert_for(session: AsyncSession) -> Any:
     """The dialect's INSERT with ON CONFLICT support (SQLite and PostgreSQL both have it)."""
     return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
+def effective_time(client_updated_at: datetime, client_sent_at: datetime | None, received_at: datetime) -> datetime:
+    """When an update happened by the server's clock; never later than its receipt.
+
+    With the device's sending time the update's age is measured on the device's own clock, so any
+    offset of that clock cancels out; without it the client's stamp is believed up to the receipt.
+    """
+    if client_sent_at is not None:
+        return received_at - max(client_sent_at - client_updated_at, timedelta(0))
+    return min(client_updated_at, received_at)
+
+
+def stale_update(
+    device_id: str | None, client_updated_at: datetime, effective_at: datetime, position: float, now: datetime
+) -> ColumnElement[bool]:
+    """The SQL condition under which the stored progress refuses an update (the upsert's guard)."""
+    stored = ListeningProgress.__table__.c
+    same_device = stored.device_id.is_not_distinct_from(device_id)
+    return or_(
+        stored.effective_at >= effective_at,
+        and_(
+            same_device,
+            stored.client_updated_at >= client_updated_at,
+            stored.updated_at > now - REORDER_WINDOW,
+        ),
+        and_(
+            not_(same_device),
+            stored.updated_at > now - HANDOVER_WINDOW,
+            stored.position_seconds - HANDOVER_REWIND_LIMIT_SECONDS > position,
+        ),
+    )
+
+
+def conflict_detail(
+    stored: ListeningProgress, device_id: str | None, effective_at: datetime, position: float, now: datetime
+) -> str:
+    handover = (
+        stored.device_id != device_id
+        and stored.effective_at < effective_at
+        and stored.updated_at > now - HANDOVER_WINDOW
+        and stored.position_seconds - HANDOVER_REWIND_LIMIT_SECONDS > position
+    )
+    if handover:
+        return (
+            "Another device saved a later position moments ago; resume from `progress` "
+            f"(jumping back further than {HANDOVER_REWIND_LIMIT_SECONDS:.0f} s is accepted "
+            f"{HANDOVER_WINDOW.total_seconds():.0f} s after its update)."
+        )
+    return "A newer update is already stored; resume from `progress`."
+
+
 def listened_seconds(previous: ListeningProgress | None, position: float, speed: float, at: datetime) -> float:
-    """Time listened between two updates: forward movement, at most the wall-clock time times speed.
+    """Time listened between two updates: forward movement, at most the server-clock time times speed.
 
     A seek forward moves the position far more than the clock allows, so it adds (almost) nothing.
     """
     if previous is None or position <= previous.position_seconds:
         return 0.0
-    elapsed = (at - previous.client_updated_at).total_seconds()
+    elapsed = (at - previous.effective_at).total_seconds()
     return max(0.0, min(position - previous.position_seconds, elapsed * speed))
 
 
@@ -78,7 +137,7 @@ class Listening:
         return progress
 
     async def save_progress(self, audiobook_id: int, data: ProgressWrite) -> ListeningProgress:
-        """Upsert guarded by ``client_updated_at``: only a newer update may replace the stored one."""
+        """Store the update unless it is stale (see ``stale_update``): one guarded upsert, race-free."""
         book = await self.book(audiobook_id)
         if data.position_seconds > book.duration_seconds:
             raise Unprocessable(
@@ -86,10 +145,10 @@ class Listening:
                 errors=[FieldError(field="position_seconds", message="Must lie within the book's duration.")],
             )
         now = utcnow()
-        stamp = data.client_updated_at or now
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=UTC)
-        stamp = min(stamp, now + CLOCK_SKEW_ALLOWANCE)
+        stamp = as_utc(data.client_updated_at or now)
+        # A sending time only means something beside a stamp from the same (device) clock.
+        sent = as_utc(data.client_sent_at) if data.client_sent_at and data.client_updated_at else None
+        effective = effective_time(stamp, sent, now)
         previous = await self.session.scalar(
             select(ListeningProgress)
             .where(ListeningProgress.user_id == self.user.id, ListeningProgress.audiobook_id == audiobook_id)
@@ -106,6 +165,7 @@ class Listening:
             "is_completed": completed,
             "playback_speed": speed,
             "client_updated_at": stamp,
+            "effective_at": effective,
             "device_id": data.device_id,
             "last_listened_at": now,
             "completed_at": now if completed else None,
@@ -122,16 +182,19 @@ class Listening:
         statement = insert.on_conflict_do_update(
             index_elements=["user_id", "audiobook_id"],
             set_=changed,
-            where=table.c.client_updated_at < insert.excluded.client_updated_at,
+            where=not_(stale_update(data.device_id, stamp, effective, data.position_seconds, now)),
         ).returning(table.c.id)
         accepted = (await self.session.execute(statement)).scalar_one_or_none()
         if accepted is None:
             stored = await self.progress(audiobook_id)
+            assert stored is not None  # noqa: S101 - only a stored row can refuse the update
             raise Conflict(
-                "A newer update from another device is already stored.",
-                extra={"progress": await self.progress_body(stored) if stored else None},
+                conflict_detail(stored, data.device_id, effective, data.position_seconds, now),
+                extra={"progress": await self.progress_body(stored)},
             )
-        await self._add_listening(audiobook_id, listened_seconds(previous, data.position_seconds, speed, stamp), now)
+        await self._add_listening(
+            audiobook_id, listened_seconds(previous, data.position_seconds, speed, effective), now
+        )
         saved = await self.progress(audiobook_id)
         assert saved is not None  # noqa: S101 - the upsert above just wrote it
         return saved

@@ -135,14 +135,22 @@ class ReviewController(Controller):
 
     @post(
         "/helpful",
-        summary="Mark a review helpful (once per user; not your own)",
+        summary="Mark a review helpful (verified users; once per user; not your own)",
+        description="Leaves the review's `updated_at` alone: a vote is not an edit.",
+        guards=[requires_verified],
         status_code=HTTPStatus.OK,
         responses=WRITE_ERRORS,
     )
     async def vote(self, review_id: int, reviews: Reviews, request: Request[User, Any, Any]) -> ReviewRead:
         return review_read(await reviews.vote(request.user, review_id))
 
-    @delete("/helpful", summary="Take back your helpful vote", status_code=HTTPStatus.OK, responses=WRITE_ERRORS)
+    @delete(
+        "/helpful",
+        summary="Take back your helpful vote (verified users)",
+        guards=[requires_verified],
+        status_code=HTTPStatus.OK,
+        responses=WRITE_ERRORS,
+    )
     async def unvote(self, review_id: int, reviews: Reviews, request: Request[User, Any, Any]) -> ReviewRead:
         return review_read(await reviews.unvote(request.user, review_id))
 

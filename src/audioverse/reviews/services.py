@@ -26,6 +26,9 @@ ORDERINGS = {
     "-rating": (Review.rating.desc(), Review.created_at.desc()),
     "rating": (Review.rating.asc(), Review.created_at.desc()),
 }
+# A helpful count is not an edit: naming the column in SET keeps the audit base's `onupdate` from
+# stamping the time of the vote into the review's updated_at.
+KEEP_UPDATED_AT = {"updated_at": Review.updated_at}
 
 
 class Reviews:
@@ -134,7 +137,7 @@ class Reviews:
         await self.session.execute(
             update(Review)
             .where(Review.id == review_id)
-            .values(helpful_count=Review.helpful_count + delta)
+            .values(helpful_count=Review.helpful_count + delta, **KEEP_UPDATED_AT)
             .execution_options(synchronize_session=False)
         )
 
@@ -197,7 +200,8 @@ async def repair_helpful_counts(session: AsyncSession) -> None:
             helpful_count=select(func.count())
             .where(HelpfulVote.review_id == Review.id)
             .correlate(Review)
-            .scalar_subquery()
+            .scalar_subquery(),
+            **KEEP_UPDATED_AT,
         )
         .execution_options(synchronize_session=False)
     )
