@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from litestar import Litestar
@@ -15,6 +16,7 @@ from audioverse.app import create_app, request_logging_config
 from audioverse.config import Settings
 from audioverse.storage import S3Storage
 from tests.services import TEST_SECRET_KEY, MeilisearchServer, SmtpServer, free_port, unique_name
+from tests.serving import audioverse_run
 
 
 async def test_health_answers_with_and_without_trailing_slash(client: AsyncTestClient[Litestar]) -> None:
@@ -113,6 +115,26 @@ async def test_ready_and_search_answer_503_naming_a_refused_meilisearch_key(
         assert response.status_code == 503, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.headers["retry-after"] == "5"
+
+
+def test_startup_says_in_one_line_that_the_meilisearch_key_is_refused(
+    tmp_path: Path, meilisearch: MeilisearchServer
+) -> None:
+    with audioverse_run(
+        tmp_path,
+        search_backend="meilisearch",
+        meilisearch_url=meilisearch.url,
+        meilisearch_api_key="not-the-master-key",
+        search_index=unique_name("books"),
+    ) as server:
+        ready = httpx.get(f"{server.url}/api/ready", timeout=10)
+        log = server.log()
+
+    assert ready.status_code == 503
+    assert "Traceback" not in log
+    not_ready = [line for line in log.splitlines() if "not ready" in line]
+    assert len(not_ready) == 1, log
+    assert "search: the Meilisearch API key was refused (403 invalid_api_key)" in not_ready[0]
 
 
 async def test_ready_with_the_right_meilisearch_key(tmp_path: Path, meilisearch: MeilisearchServer) -> None:

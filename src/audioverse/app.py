@@ -31,6 +31,7 @@ from taskiq import InMemoryBroker
 from audioverse import __version__
 from audioverse.accounts.auth import build_jwt_auth
 from audioverse.accounts.controllers import AdminUsersController, AuthController, ProfileController
+from audioverse.body_timeout import BodyIdleTimeoutMiddleware
 from audioverse.catalog.controllers import (
     AudiobookController,
     AuthorController,
@@ -238,6 +239,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AudioverseCLIPlugin(),
         ],
         lifespan=[lifespan],
+        middleware=[BodyIdleTimeoutMiddleware(settings.request_body_idle_seconds)],
         stores=stores,
         state=State(
             {
