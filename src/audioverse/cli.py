@@ -199,7 +199,8 @@ class AudioverseCLIPlugin(CLIPlugin):
     def server_lifespan(self, app: Litestar) -> Iterator[None]:
         # Litestar's `run` enters this before it starts uvicorn; its `--web-concurrency`/`-W`/`WEB_CONCURRENCY`
         # value is the `wc` parameter of the current click context.
-        workers = click.get_current_context().params.get("wc") or 1
+        context = click.get_current_context(silent=True)
+        workers = (context.params.get("wc") if context else None) or 1
         refuse_several_embedded_workers(app.state.settings, workers)
         yield
 
