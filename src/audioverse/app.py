@@ -173,14 +173,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await migrate_to_head(database)
         if settings.seed_demo_on_startup:
             await seed_if_empty(database, storage, settings.demo_books)
+        unconfigured = None
         try:
             await search.configure()
-            unconfigured = ""
         except SearchEngineError as exc:
             # Searches answer 503 and /api/ready names the engine until it is back; the rest works.
-            unconfigured = f"search: {exc}"
+            unconfigured = exc
         await broker.startup()
-        if problems := not_ready(await readiness.run()) or unconfigured:
+        checks = await readiness.run()
+        if unconfigured is not None and checks.get("search") == "ok":
+            checks["search"] = str(unconfigured)
+        if problems := not_ready(checks):
             # One line, the same words as /api/ready, so a wrong key or a missing bucket shows at start.
             structlog.get_logger(__name__).warning("not ready; /api/ready answers 503", problems=problems)
         loop = asyncio.get_running_loop()
