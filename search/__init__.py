@@ -1,7 +1,7 @@
 """The search side of AudioVerse: documents, queries and engine adapters; imports nothing of audioverse."""
 
 from search.documents import AudiobookDocument, GenreRef, PersonDocument, PersonKind, PersonRef
-from search.engine import SearchEngine, SearchEngineError, SearchEngineUnavailable
+from search.engine import SearchEngine, SearchEngineAccessDenied, SearchEngineError, SearchEngineUnavailable
 from search.query import (
     AudiobookSuggestion,
     Highlights,
@@ -23,6 +23,7 @@ __all__ = [
     "PersonRef",
     "PersonSuggestion",
     "SearchEngine",
+    "SearchEngineAccessDenied",
     "SearchEngineError",
     "SearchEngineUnavailable",
     "SearchFilters",

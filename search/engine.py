@@ -17,6 +17,10 @@ class SearchEngineUnavailable(SearchEngineError):
     """The engine could not be reached; retrying later may succeed."""
 
 
+class SearchEngineAccessDenied(SearchEngineUnavailable):
+    """The engine refused our credentials (missing or wrong key); it stays so until the configuration is fixed."""
+
+
 class SearchEngine(Protocol):
     """What the service needs from a search engine.
 
@@ -82,7 +86,7 @@ class SearchEngine(Protocol):
         ...
 
     async def health(self) -> None:
-        """Raise ``SearchEngineUnavailable`` if the engine cannot answer (readiness probe)."""
+        """Raise ``SearchEngineUnavailable`` (its message says why) if the live index cannot answer searches."""
         ...
 
     async def close(self) -> None:

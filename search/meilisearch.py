@@ -11,6 +11,7 @@ import httpx2
 import msgspec
 from meilisearch_python_sdk import AsyncClient
 from meilisearch_python_sdk.errors import (
+    MeilisearchApiError,
     MeilisearchCommunicationError,
     MeilisearchError,
     MeilisearchTimeoutError,
@@ -27,7 +28,7 @@ from meilisearch_python_sdk.models.settings import (
 from meilisearch_python_sdk.models.task import TaskInfo
 
 from search.documents import AudiobookDocument, PersonDocument, PersonKind, person_key
-from search.engine import SearchEngineError, SearchEngineUnavailable
+from search.engine import SearchEngineAccessDenied, SearchEngineError, SearchEngineUnavailable
 from search.query import (
     MAX_FACET_VALUES,
     MAX_SUGGESTIONS,
@@ -179,6 +180,23 @@ def highlights_from(formatted: dict[str, Any]) -> Highlights:
     )
 
 
+UNAUTHORIZED = 401
+FORBIDDEN = 403
+
+
+def api_error(exc: MeilisearchApiError, action: str) -> SearchEngineError:
+    """The port's error for an answer Meilisearch gave, worded so an operator knows what to fix."""
+    reason = f"{exc.status_code} {exc.code}".strip()
+    if exc.status_code == UNAUTHORIZED:
+        return SearchEngineAccessDenied(f"Meilisearch requires an API key and none is configured ({reason})")
+    if exc.status_code == FORBIDDEN:
+        return SearchEngineAccessDenied(f"the Meilisearch API key was refused ({reason})")
+    if exc.code == "index_not_found":
+        # Until configure() runs against a reachable engine the index does not exist; searches then wait.
+        return SearchEngineUnavailable(f"Meilisearch has no such index yet ({action}: {reason})")
+    return SearchEngineError(f"Meilisearch refused the request ({action}): {exc}")
+
+
 @contextmanager
 def engine_errors(action: str) -> Iterator[None]:
     """Re-raise the client's errors as the port's, keeping the cause."""
@@ -188,6 +206,8 @@ def engine_errors(action: str) -> Iterator[None]:
         raise SearchEngineUnavailable(f"Meilisearch is unreachable ({action}): {exc}") from exc
     except MeilisearchTimeoutError as exc:
         raise SearchEngineError(f"Meilisearch did not finish in time ({action}): {exc}") from exc
+    except MeilisearchApiError as exc:
+        raise api_error(exc, action) from exc
     except (MeilisearchError, httpx2.HTTPError) as exc:
         raise SearchEngineError(f"Meilisearch refused the request ({action}): {exc}") from exc
 
@@ -356,10 +376,10 @@ class MeilisearchEngine:
                 await self._client.delete_index_if_exists(uid)
 
     async def health(self) -> None:
+        # GET /health answers without a key, so it would call an engine that refuses every search healthy;
+        # an empty search on the live index goes through the same key, action and index as real searches.
         with engine_errors("checking health"):
-            health = await self._client.health()
-        if health.status != "available":
-            raise SearchEngineUnavailable(f"Meilisearch reports status {health.status!r}")
+            await self._client.index(self.audiobooks_index).search("", limit=0, attributes_to_retrieve=["id"])
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -374,14 +394,24 @@ class MeilisearchEngine:
     async def _write_targets(self, live_uid: str, staging_uid: str) -> list[str]:
         """The live index, plus the staging one while a rebuild is under way."""
         with engine_errors("looking for a staging index"):
-            staging = await self._client.get_raw_index(staging_uid)
-        return [live_uid] if staging is None else [live_uid, staging_uid]
+            staging = await self._exists(staging_uid)
+        return [live_uid, staging_uid] if staging else [live_uid]
 
     async def _require_staging(self) -> None:
         with engine_errors("looking for a staging index"):
-            staging = await self._client.get_raw_index(self._staging_audiobooks_index)
-        if staging is None:
+            staging = await self._exists(self._staging_audiobooks_index)
+        if not staging:
             raise SearchEngineError("there is no staging index; call create_staging_index() first")
+
+    async def _exists(self, uid: str) -> bool:
+        # Not get_raw_index(): it reads a refusal (401, 403) as the index's description and fails parsing it.
+        try:
+            await self._client.index(uid).fetch_info()
+        except MeilisearchApiError as exc:
+            if exc.code == "index_not_found":
+                return False
+            raise
+        return True
 
     async def _add(self, uids: list[str], payload: list[dict[str, Any]], primary_key: str) -> None:
         with engine_errors("adding documents"):

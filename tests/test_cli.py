@@ -11,16 +11,18 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from audioverse.cli import single_process_parts
 from audioverse.config import Settings
 from search.embedded import EmbeddedSearchEngine
-from tests.services import free_port
+from tests.services import TEST_SECRET_KEY, free_port
 
 AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
 
 
-def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "AUDIOVERSE_DATA_DIR": str(data_dir)}
+def run_cli(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "AUDIOVERSE_DATA_DIR": str(data_dir), **(env or {})}
     return subprocess.run(
         [AUDIOVERSE, *args], capture_output=True, text=True, env=environment, timeout=120, check=False
     )
@@ -137,3 +139,58 @@ def test_search_reindex_refuses_while_a_server_holds_the_embedded_index(tmp_path
     assert result.returncode == 1
     message = " ".join(result.stderr.replace("│", " ").split())  # the error box wraps lines
     assert "is in use by another engine (the embedded profile runs in one process)" in message
+
+
+EMBEDDED_REFUSAL = (
+    "Set AUDIOVERSE_DATABASE_URL (PostgreSQL), AUDIOVERSE_REDIS_URL, AUDIOVERSE_SEARCH_BACKEND=meilisearch "
+    "(README: Production profile), or run one worker."
+)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "env"),
+    [
+        (["--web-concurrency", "2"], {}),
+        (["-W", "2"], {}),
+        ([], {"WEB_CONCURRENCY": "2"}),
+        ([], {"LITESTAR_WEB_CONCURRENCY": "2"}),
+    ],
+    ids=["--web-concurrency", "-W", "WEB_CONCURRENCY", "LITESTAR_WEB_CONCURRENCY"],
+)
+def test_run_refuses_several_workers_on_the_embedded_profile(
+    tmp_path: Path, arguments: list[str], env: dict[str, str]
+) -> None:
+    port = free_port()
+    result = run_cli("run", "--port", str(port), *arguments, data_dir=tmp_path, env=env)
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("audioverse run: --web-concurrency 2 needs the production profile")
+    assert lines[0].endswith(EMBEDDED_REFUSAL)
+    assert "Traceback" not in result.stdout + result.stderr
+    with pytest.raises(httpx.TransportError):  # nothing was started
+        httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+
+
+def test_run_names_only_the_parts_still_embedded(tmp_path: Path) -> None:
+    production_but_search = {
+        "AUDIOVERSE_DATABASE_URL": "postgresql+asyncpg://audioverse@127.0.0.1:5432/audioverse",
+        "AUDIOVERSE_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "AUDIOVERSE_SECRET_KEY": TEST_SECRET_KEY,
+    }
+    result = run_cli("run", "--port", str(free_port()), "-W", "2", data_dir=tmp_path, env=production_but_search)
+
+    assert result.returncode == 1
+    assert "Set AUDIOVERSE_SEARCH_BACKEND=meilisearch (README" in result.stderr
+    assert "AUDIOVERSE_REDIS_URL" not in result.stderr
+
+
+def test_the_production_profile_has_no_single_process_part() -> None:
+    production = Settings(
+        database_url="postgresql+asyncpg://audioverse@127.0.0.1:5432/audioverse",
+        redis_url="redis://127.0.0.1:6379/0",
+        search_backend="meilisearch",
+    )
+    assert single_process_parts(production) == []
+    assert single_process_parts(Settings()) != []

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
+import httpx
 import msgspec
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from audioverse.app import create_app, request_logging_config
 from audioverse.config import Settings
-from tests.services import TEST_SECRET_KEY, free_port
+from audioverse.storage import S3Storage
+from tests.services import TEST_SECRET_KEY, MeilisearchServer, SmtpServer, free_port, unique_name
+from tests.serving import audioverse_run
 
 
 async def test_health_answers_with_and_without_trailing_slash(client: AsyncTestClient[Litestar]) -> None:
@@ -25,7 +30,7 @@ async def test_ready_reports_each_dependency(client: AsyncTestClient[Litestar], 
     response = await client.get("/api/ready/")
     assert response.status_code == 200, response.text
     checks = response.json()["checks"]
-    expected = {"database", "storage", "search"} | ({"broker"} if profile == "production" else set())
+    expected = {"database", "storage", "search"} | ({"broker", "email"} if profile == "production" else set())
     assert checks == dict.fromkeys(expected, "ok")
 
 
@@ -48,7 +53,7 @@ async def test_ready_names_an_unreachable_database(tmp_path: Path) -> None:
         readiness_timeout_seconds=1.0,
     )
     body = await _ready_problem(settings)
-    assert body["detail"] == "unreachable: database"
+    assert body["detail"] == "database: unreachable (ConnectionRefusedError)"
     checks = body["checks"]
     assert isinstance(checks, dict)
     assert checks["storage"] == "ok"
@@ -66,9 +71,115 @@ async def test_ready_names_an_unreachable_broker_and_storage(tmp_path: Path) -> 
         readiness_timeout_seconds=1.0,
     )
     body = await _ready_problem(settings)
-    assert body["detail"] == "unreachable: broker, storage"
+    assert body["detail"] == "broker: unreachable (ConnectionError); storage: unreachable (NotADirectoryError)"
     assert body["status"] == 503
     assert body["title"] == "Service Unavailable"
+
+
+def _ready_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """The embedded profile, but with whichever real services ``overrides`` name."""
+    return Settings(data_dir=tmp_path, seed_demo_on_startup=False, readiness_timeout_seconds=2.0, **overrides)
+
+
+def _meilisearch_settings(tmp_path: Path, meilisearch: MeilisearchServer, api_key: str | None) -> Settings:
+    return _ready_settings(
+        tmp_path,
+        search_backend="meilisearch",
+        meilisearch_url=meilisearch.url,
+        meilisearch_api_key=api_key,
+        search_index=unique_name("books"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("api_key", "reason"),
+    [
+        ("not-the-master-key", "the Meilisearch API key was refused (403 invalid_api_key)"),
+        (None, "Meilisearch requires an API key and none is configured (401 missing_authorization_header)"),
+    ],
+    ids=["wrong key", "missing key"],
+)
+async def test_ready_and_search_answer_503_naming_a_refused_meilisearch_key(
+    tmp_path: Path, meilisearch: MeilisearchServer, api_key: str | None, reason: str
+) -> None:
+    async with AsyncTestClient(create_app(_meilisearch_settings(tmp_path, meilisearch, api_key))) as client:
+        ready = await client.get("/api/ready")
+        searched = await client.get("/api/audiobooks/search", params={"q": "dune"})
+        suggested = await client.get("/api/search/suggest", params={"q": "du"})
+
+    assert ready.status_code == 503
+    assert ready.json()["detail"] == f"search: {reason}"
+    assert ready.json()["checks"]["search"] == reason
+    assert ready.json()["checks"]["database"] == "ok"
+    for response in (searched, suggested):
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.headers["retry-after"] == "5"
+
+
+def test_startup_says_in_one_line_that_the_meilisearch_key_is_refused(
+    tmp_path: Path, meilisearch: MeilisearchServer
+) -> None:
+    with audioverse_run(
+        tmp_path,
+        search_backend="meilisearch",
+        meilisearch_url=meilisearch.url,
+        meilisearch_api_key="not-the-master-key",
+        search_index=unique_name("books"),
+    ) as server:
+        ready = httpx.get(f"{server.url}/api/ready", timeout=10)
+        log = server.log()
+
+    assert ready.status_code == 503
+    assert "Traceback" not in log
+    not_ready = [line for line in log.splitlines() if "not ready" in line]
+    assert len(not_ready) == 1, log
+    assert "search: the Meilisearch API key was refused (403 invalid_api_key)" in not_ready[0]
+
+
+async def test_ready_with_the_right_meilisearch_key(tmp_path: Path, meilisearch: MeilisearchServer) -> None:
+    settings = _meilisearch_settings(tmp_path, meilisearch, meilisearch.master_key)
+    async with AsyncTestClient(create_app(settings)) as client:
+        ready = await client.get("/api/ready")
+        searched = await client.get("/api/audiobooks/search", params={"q": "dune"})
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["search"] == "ok"
+    assert searched.status_code == 200, searched.text
+
+
+async def test_ready_names_a_missing_s3_bucket(tmp_path: Path, s3_endpoint: str) -> None:
+    bucket = unique_name("absent").replace("_", "-")
+    settings = _ready_settings(
+        tmp_path,
+        storage_backend="s3",
+        s3_bucket=bucket,
+        s3_endpoint_url=s3_endpoint,
+        s3_region="us-east-1",
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+    )
+    body = await _ready_problem(settings)
+    assert body["detail"] == f"storage: the S3 bucket '{bucket}' does not exist (404)"
+
+    await S3Storage(
+        bucket, endpoint_url=s3_endpoint, region="us-east-1", access_key="test", secret_key="test"
+    ).ensure_bucket()
+    async with AsyncTestClient(create_app(settings)) as client:
+        ready = await client.get("/api/ready")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["storage"] == "ok"
+
+
+async def test_ready_checks_the_smtp_server_when_email_goes_by_smtp(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    answering = _ready_settings(tmp_path, email_backend="smtp", smtp_host=smtp_server.host, smtp_port=smtp_server.port)
+    async with AsyncTestClient(create_app(answering)) as client:
+        ready = await client.get("/api/ready")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["email"] == "ok"
+
+    down = msgspec.structs.replace(answering, smtp_port=free_port())
+    body = await _ready_problem(down)
+    assert body["detail"] == "email: the SMTP server does not answer (ConnectionRefusedError)"
 
 
 async def test_docs_render(client: AsyncTestClient[Litestar]) -> None:

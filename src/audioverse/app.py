@@ -31,6 +31,7 @@ from taskiq import InMemoryBroker
 from audioverse import __version__
 from audioverse.accounts.auth import build_jwt_auth
 from audioverse.accounts.controllers import AdminUsersController, AuthController, ProfileController
+from audioverse.body_timeout import BodyIdleTimeoutMiddleware
 from audioverse.catalog.controllers import (
     AudiobookController,
     AuthorController,
@@ -45,7 +46,7 @@ from audioverse.cli import AudioverseCLIPlugin
 from audioverse.config import Settings
 from audioverse.db import ensure_data_dir, litestar_sqlalchemy_config, migrate_to_head
 from audioverse.errors import problem_details_plugin
-from audioverse.health import HealthController, ReadinessProbes, database_probe
+from audioverse.health import HealthController, ReadinessProbes, database_probe, email_probe, not_ready
 from audioverse.jobs import TaskQueue, build_broker, in_process_scheduler
 from audioverse.listening.controllers import (
     BookmarkController,
@@ -60,7 +61,7 @@ from audioverse.ratelimit import RateLimiter, window_counter
 from audioverse.reviews.controllers import BookReviewsController, ReviewController
 from audioverse.signing import resolve_secret_key
 from audioverse.storage import Storage, build_storage
-from search import SearchEngineError
+from search import SearchEngine, SearchEngineError
 from tasks import register_tasks
 from tasks.runtime import search_store_for
 
@@ -125,6 +126,21 @@ def request_logging_config() -> LoggingMiddlewareConfig:
     )
 
 
+def readiness_probes(
+    settings: Settings, database: SQLAlchemyAsyncConfig, storage: Storage, redis: Redis | None, search: SearchEngine
+) -> ReadinessProbes:
+    """What ``/api/ready`` checks: every dependency this configuration uses, with its credentials."""
+    readiness = ReadinessProbes(settings.readiness_timeout_seconds)
+    readiness.add("database", database_probe(database.get_engine()))
+    readiness.add("storage", storage.check)
+    if redis is not None:
+        readiness.add("broker", redis.ping)
+    readiness.add("search", search.health)
+    if settings.email_backend == "smtp":
+        readiness.add("email", email_probe(settings, settings.readiness_timeout_seconds))
+    return readiness
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the AudioVerse application for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
@@ -150,12 +166,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         window_seconds=settings.auth_rate_window_seconds,
     )
 
-    readiness = ReadinessProbes(settings.readiness_timeout_seconds)
-    readiness.add("database", database_probe(database.get_engine()))
-    readiness.add("storage", storage.check)
-    if redis is not None:
-        readiness.add("broker", redis.ping)
-    readiness.add("search", search.health)
+    readiness = readiness_probes(settings, database, storage, redis, search)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -163,12 +174,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await migrate_to_head(database)
         if settings.seed_demo_on_startup:
             await seed_if_empty(database, storage, settings.demo_books)
+        unconfigured = None
         try:
             await search.configure()
         except SearchEngineError as exc:
             # Searches answer 503 and /api/ready names the engine until it is back; the rest works.
-            structlog.get_logger(__name__).warning("search engine not configured", error=str(exc))
+            unconfigured = exc
         await broker.startup()
+        checks = await readiness.run()
+        if unconfigured is not None and checks.get("search") == "ok":
+            checks["search"] = str(unconfigured)
+        if problems := not_ready(checks):
+            # One line, the same words as /api/ready, so a wrong key or a missing bucket shows at start.
+            structlog.get_logger(__name__).warning("not ready; /api/ready answers 503", problems=problems)
         loop = asyncio.get_running_loop()
         remove_hook = on_catalog_commit(lambda: kick_search_sync(task_queue, loop))
         try:
@@ -225,6 +243,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AudioverseCLIPlugin(),
         ],
         lifespan=[lifespan],
+        middleware=[BodyIdleTimeoutMiddleware(settings.request_body_idle_seconds)],
         stores=stores,
         state=State(
             {

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
+from litestar import Litestar
 from litestar.cli.main import litestar_group
 from litestar.plugins import CLIPlugin
 from taskiq.cli.scheduler.args import SchedulerArgs
@@ -163,8 +166,43 @@ def reindex_command(batch_size: int) -> None:
     click.echo(f"Reindexed {processed} audiobooks; the new index is live.")
 
 
+def single_process_parts(settings: Settings) -> list[str]:
+    """The settings still naming an embedded part, which lives in one process's memory or files."""
+    parts = []
+    if settings.uses_sqlite:
+        parts.append("AUDIOVERSE_DATABASE_URL (PostgreSQL)")
+    if settings.redis_url is None:
+        parts.append("AUDIOVERSE_REDIS_URL")
+    if settings.search_backend == "embedded":
+        parts.append("AUDIOVERSE_SEARCH_BACKEND=meilisearch")
+    return parts
+
+
+def refuse_several_embedded_workers(settings: Settings, workers: int) -> None:
+    """Stop ``run`` with one line when several workers would share parts that allow only one process.
+
+    A second worker cannot open the embedded index (one writer), so its searches would fail while the
+    first answers ``/api/ready``; rate limits and caches in memory would count per worker.
+    """
+    if workers > 1 and (missing := single_process_parts(settings)):
+        raise SystemExit(
+            f"audioverse run: --web-concurrency {workers} needs the production profile; the embedded one runs in "
+            f"a single process (one search index writer, rate limits in memory). Set {', '.join(missing)} "
+            "(README: Production profile), or run one worker."
+        )
+
+
 class AudioverseCLIPlugin(CLIPlugin):
-    """Adds AudioVerse's commands to the Litestar command group."""
+    """Adds AudioVerse's commands to the Litestar command group; checks ``run``'s worker count."""
+
+    @contextmanager
+    def server_lifespan(self, app: Litestar) -> Iterator[None]:
+        # Litestar's `run` enters this before it starts uvicorn; its `--web-concurrency`/`-W`/`WEB_CONCURRENCY`
+        # value is the `wc` parameter of the current click context.
+        context = click.get_current_context(silent=True)
+        workers = (context.params.get("wc") if context else None) or 1
+        refuse_several_embedded_workers(app.state.settings, workers)
+        yield
 
     def on_cli_init(self, cli: click.Group) -> None:
         cli.add_command(worker_command)

@@ -75,6 +75,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     log_json: bool = False
     debug: bool = False
     readiness_timeout_seconds: float = 2.0
+    request_body_idle_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

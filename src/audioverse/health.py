@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from http import HTTPStatus
 from typing import Literal
 
@@ -14,11 +15,18 @@ from litestar.datastructures import State
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from audioverse.config import Settings
 from audioverse.errors import ServiceUnavailable, problem_responses
+from audioverse.mail import EmailUnavailable, check_smtp
+from audioverse.storage import StorageUnavailable
+from search import SearchEngineError
 
 logger = structlog.get_logger(__name__)
 
 Probe = Callable[[], Awaitable[object]]
+# Failures whose message our adapters word for an operator (what is wrong and with which code); others show
+# only their type, since their text may carry addresses.
+EXPLAINED_FAILURES = (SearchEngineError, StorageUnavailable, EmailUnavailable)
 
 
 class HealthStatus(msgspec.Struct):
@@ -50,9 +58,11 @@ class ReadinessProbes:
                     await probe()
             except TimeoutError:
                 results[name] = f"no answer within {self.timeout_seconds:g}s"
+            except EXPLAINED_FAILURES as exc:
+                results[name] = str(exc)
             except Exception as exc:
                 logger.warning("readiness probe failed", probe=name, error=repr(exc))
-                results[name] = f"unreachable: {type(exc).__name__}"
+                results[name] = f"unreachable ({type(exc).__name__})"
             else:
                 results[name] = "ok"
 
@@ -70,8 +80,13 @@ def database_probe(engine: AsyncEngine) -> Probe:
     return probe
 
 
-def failed(checks: Mapping[str, str]) -> list[str]:
-    return [name for name, outcome in checks.items() if outcome != "ok"]
+def email_probe(settings: Settings, timeout_seconds: float) -> Probe:
+    return partial(check_smtp, settings, timeout_seconds)
+
+
+def not_ready(checks: Mapping[str, str]) -> str:
+    """Each failed check as ``name: why``, joined; empty when every dependency answered."""
+    return "; ".join(f"{name}: {outcome}" for name, outcome in checks.items() if outcome != "ok")
 
 
 class HealthController(Controller):
@@ -85,14 +100,15 @@ class HealthController(Controller):
     @get(
         "/ready",
         summary="Every dependency answers",
-        description="503 problem+json naming each unreachable dependency "
-        "(database, search engine, broker, storage) in `checks`.",
+        description="503 problem+json naming each dependency that cannot serve (database, search engine, broker, "
+        "storage, email over SMTP) and why, in `detail` and `checks`; each is checked with the configured "
+        "credentials.",
         responses=problem_responses(HTTPStatus.SERVICE_UNAVAILABLE),
         cache=False,
     )
     async def ready(self, state: State) -> ReadyStatus:
         probes: ReadinessProbes = state.readiness
         checks = await probes.run()
-        if down := failed(checks):
-            raise ServiceUnavailable(f"unreachable: {', '.join(down)}", extra={"checks": checks})
+        if problems := not_ready(checks):
+            raise ServiceUnavailable(problems, extra={"checks": checks})
         return ReadyStatus(status="ready", checks=checks)

@@ -15,6 +15,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from audioverse.config import Settings
 
+SMTP_OK = 250
+
+
+class EmailUnavailable(Exception):
+    """The SMTP server cannot take mail; the message says why, for ``/api/ready``."""
+
 
 class OutgoingEmail(msgspec.Struct, frozen=True):
     """One message, as the email task receives it."""
@@ -81,3 +87,20 @@ def _send_smtp(settings: Settings, message: EmailMessage) -> None:
         if settings.smtp_username and settings.smtp_password:
             smtp.login(settings.smtp_username, settings.smtp_password)
         smtp.send_message(message)
+
+
+async def check_smtp(settings: Settings, timeout_seconds: float) -> None:
+    """Connect, EHLO and NOOP to the SMTP server within ``timeout_seconds``; raise ``EmailUnavailable`` if it fails."""
+    try:
+        # Abandoned on cancel: smtplib's own timeout ends the thread soon after.
+        await anyio.to_thread.run_sync(_greet_smtp, settings, timeout_seconds, abandon_on_cancel=True)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise EmailUnavailable(f"the SMTP server does not answer ({type(exc).__name__})") from exc
+
+
+def _greet_smtp(settings: Settings, timeout_seconds: float) -> None:
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout_seconds) as smtp:
+        smtp.ehlo()
+        status, reply = smtp.noop()
+        if status != SMTP_OK:
+            raise smtplib.SMTPResponseException(status, reply)

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from meilisearch_python_sdk import AsyncClient
 
-from search import SearchEngineError, SearchEngineUnavailable, SearchFilters, SearchQuery
+from search import SearchEngineAccessDenied, SearchEngineError, SearchEngineUnavailable, SearchFilters, SearchQuery
 from search.meilisearch import MeilisearchEngine, filter_expressions, quoted
 from tests.search.catalog import CATALOG
 from tests.services import MeilisearchServer, free_port, unique_name
@@ -86,13 +86,52 @@ async def test_a_failed_indexing_task_raises_with_meilisearchs_reason(
 
 
 async def test_a_refused_request_is_an_engine_error(meilisearch: MeilisearchServer) -> None:
-    engine = MeilisearchEngine(meilisearch.url, "not-the-key", index=unique_name("books"))
+    engine = MeilisearchEngine(meilisearch.url, meilisearch.master_key, index=unique_name("books"))
+    async with AsyncClient(meilisearch.url, meilisearch.master_key) as client:
+        # An index someone made without our settings: nothing is sortable, so a sorted search is refused.
+        await client.create_index(engine.audiobooks_index)  # returns once the index exists
     try:
         with pytest.raises(SearchEngineError, match="refused") as refused:
-            await engine.search(SearchQuery())
+            await engine.search(SearchQuery(sort="title"))
         assert not isinstance(refused.value, SearchEngineUnavailable)
     finally:
         await engine.close()
+        async with AsyncClient(meilisearch.url, meilisearch.master_key) as client:
+            await client.delete_index_if_exists(engine.audiobooks_index)
+
+
+@pytest.mark.parametrize(
+    ("api_key", "reason"),
+    [
+        ("not-the-key", "the Meilisearch API key was refused (403 invalid_api_key)"),
+        (None, "Meilisearch requires an API key and none is configured (401 missing_authorization_header)"),
+    ],
+)
+async def test_a_wrong_or_missing_key_is_access_denied_everywhere(
+    meilisearch: MeilisearchServer, api_key: str | None, reason: str
+) -> None:
+    engine = MeilisearchEngine(meilisearch.url, api_key, index=unique_name("books"))
+    try:
+        for call in (engine.health(), engine.search(SearchQuery()), engine.configure(), engine.upsert(CATALOG[:1])):
+            with pytest.raises(SearchEngineAccessDenied) as denied:
+                await call
+            assert str(denied.value) == reason
+    finally:
+        await engine.close()
+
+
+async def test_health_names_a_live_index_that_does_not_exist(meilisearch: MeilisearchServer) -> None:
+    engine = MeilisearchEngine(meilisearch.url, meilisearch.master_key, index=unique_name("books"))
+    try:
+        with pytest.raises(SearchEngineUnavailable, match=r"no such index yet .*404 index_not_found"):
+            await engine.health()
+        await engine.configure()
+        await engine.health()
+    finally:
+        await engine.close()
+        async with AsyncClient(meilisearch.url, meilisearch.master_key) as client:
+            for uid in (engine.audiobooks_index, engine.people_index):
+                await client.delete_index_if_exists(uid)
 
 
 async def test_an_unreachable_server_is_reported_unavailable() -> None:

@@ -1,11 +1,19 @@
 """Audio and image object storage: the port and its adapters."""
 
 from audioverse.config import Settings
-from audioverse.storage.base import ObjectInfo, ObjectNotFound, Storage
+from audioverse.storage.base import ObjectInfo, ObjectNotFound, Storage, StorageUnavailable
 from audioverse.storage.local import LocalStorage
 from audioverse.storage.s3 import S3Storage
 
-__all__ = ["LocalStorage", "ObjectInfo", "ObjectNotFound", "S3Storage", "Storage", "build_storage"]
+__all__ = [
+    "LocalStorage",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "S3Storage",
+    "Storage",
+    "StorageUnavailable",
+    "build_storage",
+]
 
 
 def build_storage(settings: Settings) -> Storage:

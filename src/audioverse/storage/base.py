@@ -16,6 +16,10 @@ class ObjectNotFound(LookupError):
     """The key names no stored object."""
 
 
+class StorageUnavailable(Exception):
+    """The storage refuses or lacks what the service needs; the message says what, for ``/api/ready``."""
+
+
 class ObjectInfo(msgspec.Struct, frozen=True):
     """What a stored object's metadata says."""
 
@@ -51,5 +55,5 @@ class Storage(Protocol):
         ...
 
     async def check(self) -> None:
-        """Raise if the storage cannot be reached or written (readiness probe)."""
+        """Raise if the storage cannot be reached or used (readiness probe); ``StorageUnavailable`` says why."""
         ...

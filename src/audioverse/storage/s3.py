@@ -11,7 +11,7 @@ from aiobotocore.config import AioConfig
 from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError
 
-from audioverse.storage.base import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectNotFound
+from audioverse.storage.base import DEFAULT_CHUNK_SIZE, ObjectInfo, ObjectNotFound, StorageUnavailable
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 MULTIPART_CHUNK = 16 * 1024 * 1024
@@ -110,7 +110,18 @@ class S3Storage:
 
     async def check(self) -> None:
         async with self._client() as s3:
-            await s3.head_bucket(Bucket=self.bucket)
+            try:
+                await s3.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                # A HEAD answer has no body, so the status code is all S3 says.
+                status = str(exc.response.get("Error", {}).get("Code", "unknown"))
+                if status in MISSING:
+                    raise StorageUnavailable(f"the S3 bucket {self.bucket!r} does not exist ({status})") from exc
+                if status in {"401", "403"}:
+                    raise StorageUnavailable(
+                        f"the S3 credentials were refused for bucket {self.bucket!r} ({status})"
+                    ) from exc
+                raise StorageUnavailable(f"S3 refused HEAD on bucket {self.bucket!r} ({status})") from exc
 
     async def presigned_url(self, key: str, expires_in: int, content_type: str | None = None) -> str:
         """A URL that GETs exactly this object (ranges included) until it expires."""
