@@ -136,7 +136,7 @@ def result_window(query: SearchQuery) -> int:
     """How many ranked hits an engine must collect for ``query``'s page: ``offset + limit``.
 
     Engines size what they collect by this, so they ask here rather than add it up themselves:
-    a query built around validation (``msgspec.structs.replace``) still cannot ask for more.
+    a query changed after validation (``msgspec.structs.force_setattr``) still cannot ask for more.
     """
     window = query.offset + query.limit
     if window > MAX_RESULT_WINDOW:

@@ -204,6 +204,13 @@ def _from_integrity(exc: IntegrityError) -> ProblemDetailsException:
     return problem(HTTPStatus.CONFLICT, "This conflicts with data that already exists.", slug="conflict")
 
 
+def _from_undecodable(exc: UnicodeDecodeError) -> ProblemDetailsException:
+    # Only request text is decoded before a handler runs (multipart fields, for one); ours is UTF-8.
+    return problem(
+        HTTPStatus.BAD_REQUEST, f"The request has text that is not valid UTF-8: {exc}.", slug=MalformedBody.slug
+    )
+
+
 def _from_unexpected(exc: Exception) -> ProblemDetailsException:
     logger.exception("unhandled error", exc_info=exc)
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred; it has been logged.")
@@ -215,6 +222,7 @@ EXCEPTION_MAP: Mapping[type[Any], Callable[[Any], ProblemDetailsException]] = {
     NotFoundError: _from_not_found,
     DuplicateKeyError: _from_duplicate,
     IntegrityError: _from_integrity,
+    UnicodeDecodeError: _from_undecodable,
     Exception: _from_unexpected,
 }
 
