@@ -52,17 +52,24 @@ def body_field_error(exc: msgspec.ValidationError) -> FieldError:
 
 
 def decode_json_body(body: bytes, target_type: Any, dec_hook: Any = None) -> Any:
-    """``body`` as ``target_type``: strict (no ``"1"`` for a number), 400 if unreadable, 422 if invalid."""
-    if nests_deeper_than(body, MAX_JSON_DEPTH):
-        raise MalformedBody(f"The JSON body nests arrays or objects more than {MAX_JSON_DEPTH} levels deep.")
+    """``body`` as ``target_type``: strict (no ``"1"`` for a number), 400 if unreadable, 422 if invalid.
+
+    The typed decoder stops at the first value the type does not allow, so a body that decodes is no
+    deeper than its type; only a body that fails, or one decoded untyped, is measured for depth.
+    """
+    too_deep = MalformedBody(f"The JSON body nests arrays or objects more than {MAX_JSON_DEPTH} levels deep.")
+    if target_type is Any and nests_deeper_than(body, MAX_JSON_DEPTH):
+        raise too_deep
     try:
         return msgspec.json.decode(body, type=target_type, strict=True, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
+        if nests_deeper_than(body, MAX_JSON_DEPTH):
+            raise too_deep from exc
         raise Unprocessable("The request has invalid fields.", errors=[body_field_error(exc)]) from exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedBody(f"The request body is not valid UTF-8 JSON: {exc}.") from exc
-    except RecursionError as exc:  # unbalanced brackets nested too deep to notice the imbalance
-        raise MalformedBody(f"The JSON body nests arrays or objects more than {MAX_JSON_DEPTH} levels deep.") from exc
+    except RecursionError as exc:
+        raise too_deep from exc
 
 
 class StrictJSONRequest(Request[Any, Any, Any]):
