@@ -78,6 +78,16 @@ async def test_the_anonymous_reports_are_4xx(client: Client) -> None:
         assert_problem(await client.get(path, params=params), 422)
 
 
+async def test_the_largest_id_is_simply_not_found(client: Client) -> None:
+    largest = str(2**63 - 1)
+    for path in ["/api/audiobooks/", "/api/audiobooks/search/"]:
+        for name in ["author", "narrator"]:
+            response = await client.get(path, params={name: largest})
+            assert (response.status_code, response.json()["total"]) == (200, 0), response.text
+    assert_problem(await client.get(f"/api/audiobooks/{largest}"), 404)
+    assert_problem(await client.get(f"/api/authors/{largest}"), 404)
+
+
 @pytest.mark.parametrize(
     ("path", "params"),
     [
