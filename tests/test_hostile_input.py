@@ -11,7 +11,7 @@ from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
 
 from audioverse.accounts.models import Role
-from audioverse.bodies import MAX_JSON_DEPTH
+from audioverse.bodies import MAX_JSON_DEPTH, nests_deeper_than
 from audioverse.config import Settings
 from search.query import MAX_RESULT_WINDOW
 from tests.accounts.test_auth_flow import bearer
@@ -186,24 +186,32 @@ async def test_a_body_that_is_not_utf8_json_is_400(client: Client) -> None:
         assert assert_problem(response, 400)["type"].endswith("/malformed-body")
 
 
-async def test_a_body_nested_past_the_limit_is_400(client: Client, admin: Tokens) -> None:
-    deep = "[" * 1000 + "]" * 1000
-    just_past = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_nesting_is_measured_outside_strings() -> None:
+    assert not nests_deeper_than(nested(MAX_JSON_DEPTH).encode(), MAX_JSON_DEPTH)
+    assert nests_deeper_than(nested(MAX_JSON_DEPTH + 1).encode(), MAX_JSON_DEPTH)
+    assert nests_deeper_than(('{"a": ' * (MAX_JSON_DEPTH + 1) + "1" + "}" * (MAX_JSON_DEPTH + 1)).encode(), 32)
+    assert not nests_deeper_than(('["[[[[\\"[[[[", ' + nested(MAX_JSON_DEPTH - 1) + "]").encode(), MAX_JSON_DEPTH)
+
+
+async def test_a_body_nested_past_the_limit_is_400(client: Client) -> None:
     for content in [
-        f'{{"username_or_email": {deep}, "password": "x"}}',
-        f'{{"username_or_email": "x", "password": "x", "more": {just_past}}}',
-        '{"a": "[[[[ brackets in a string do not count ]]]]", "b": ' + just_past + "}",
-        "[" * 100_000,  # unbalanced as well as deep
+        nested(1000),
+        f'{{"username_or_email": {nested(1000)}, "password": "x"}}',
+        f'{{"username_or_email": "x", "password": "x", "more": {nested(MAX_JSON_DEPTH + 1)}}}',
+        f'{{"a": "[[[[ brackets in a string do not count ]]]]", "b": {nested(MAX_JSON_DEPTH + 1)}}}',
     ]:
         response = await client.post(
             "/api/auth/login/", content=content.encode(), headers={"Content-Type": "application/json"}
         )
-        assert_problem(response, 400, 422)
-    response = await client.post(
-        "/api/auth/login/", content=deep.encode(), headers={"Content-Type": "application/json"}
+        assert f"more than {MAX_JSON_DEPTH} levels" in assert_problem(response, 400)["detail"]
+    unbalanced = await client.post(
+        "/api/auth/login/", content=b"[" * 100_000, headers={"Content-Type": "application/json"}
     )
-    assert MAX_JSON_DEPTH == 32
-    assert "32 levels" in assert_problem(response, 400)["detail"]
+    assert_problem(unbalanced, 400, 422)
 
 
 LIST_ROUTES = [
