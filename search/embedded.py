@@ -35,6 +35,7 @@ from search.query import (
     SortField,
     Suggestions,
     parse_sort,
+    result_window,
     typo_budget,
 )
 
@@ -513,6 +514,8 @@ class EmbeddedSearchEngine:
 
     def _search(self, store: _Store, query: SearchQuery) -> SearchResult:
         started = time.perf_counter()
+        # tantivy reserves room for offset + limit hits up front; an unbounded window aborts the process.
+        window = result_window(query)
         searcher = store.index.searcher()
         tokens = self._analyzer.analyze(query.text)
         matcher = text_query(AUDIOBOOK_SCHEMA, tokens, FIELD_BOOSTS) if tokens else Query.all_query()
@@ -530,9 +533,7 @@ class EmbeddedSearchEngine:
             addresses = [address for _, address in result.hits]
         else:
             # Browsing without words ranks by popularity, as Meilisearch's tie-breakers do.
-            result = searcher.search(
-                restricted, limit=query.offset + query.limit, order_by_field=None if tokens else "play_count"
-            )
+            result = searcher.search(restricted, limit=window, order_by_field=None if tokens else "play_count")
             addresses = self._break_ties(searcher, result.hits)[query.offset :]
         documents = [searcher.doc(address) for address in addresses]
         highlighter = _Highlighter(searcher, tokens, documents)

@@ -47,6 +47,7 @@ from search.query import (
     Suggestions,
     duration_bucket,
     parse_sort,
+    result_window,
 )
 
 # Meilisearch stops counting at maxTotalHits, so it must exceed the largest catalog we serve
@@ -269,10 +270,11 @@ class MeilisearchEngine:
     async def search(self, query: SearchQuery) -> SearchResult:
         # Page mode makes Meilisearch count every match exactly; an offset that is not a whole
         # number of pages is served from one larger first page.
+        window = result_window(query)
         if query.offset % query.limit == 0:
             page, hits_per_page, skip = query.offset // query.limit + 1, query.limit, 0
         else:
-            page, hits_per_page, skip = 1, query.offset + query.limit, query.offset
+            page, hits_per_page, skip = 1, window, query.offset
         sort = parse_sort(query.sort)
         with engine_errors("searching"):
             results = await self._client.index(self.audiobooks_index).search(

@@ -29,6 +29,9 @@ FacetName = Literal["genres", "languages", "authors", "narrators", "duration"]
 SORT_OPTIONS: frozenset[str] = frozenset(get_args(SortOption))
 FACET_NAMES: frozenset[str] = frozenset(get_args(FacetName))
 MAX_PAGE_SIZE = 100
+# Engines collect offset + limit hits before they drop the offset, so a page must end within this
+# many matches; deeper pages are refused (narrow the query instead) and totals stay exact.
+MAX_RESULT_WINDOW = 10_000
 MAX_SUGGESTIONS = 20
 
 # Both engines allow the same typos, so a query finds the same books whichever profile runs:
@@ -126,6 +129,19 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
         if self.offset < 0:
             raise ValueError("offset must not be negative")
+        result_window(self)
+
+
+def result_window(query: SearchQuery) -> int:
+    """How many ranked hits an engine must collect for ``query``'s page: ``offset + limit``.
+
+    Engines size what they collect by this, so they ask here rather than add it up themselves:
+    a query changed after validation (``msgspec.structs.force_setattr``) still cannot ask for more.
+    """
+    window = query.offset + query.limit
+    if window > MAX_RESULT_WINDOW:
+        raise ValueError(f"offset + limit must not exceed {MAX_RESULT_WINDOW}")
+    return window
 
 
 class Highlights(msgspec.Struct, frozen=True):

@@ -31,6 +31,7 @@ from taskiq import InMemoryBroker
 from audioverse import __version__
 from audioverse.accounts.auth import build_jwt_auth
 from audioverse.accounts.controllers import AdminUsersController, AuthController, ProfileController
+from audioverse.bodies import StrictJSONRequest
 from audioverse.body_timeout import BodyIdleTimeoutMiddleware
 from audioverse.catalog.controllers import (
     AudiobookController,
@@ -61,6 +62,7 @@ from audioverse.ratelimit import RateLimiter, window_counter
 from audioverse.reviews.controllers import BookReviewsController, ReviewController
 from audioverse.signing import resolve_secret_key
 from audioverse.storage import Storage, build_storage
+from audioverse.types import PAGE_DEPENDENCY
 from search import SearchEngine, SearchEngineError
 from tasks import register_tasks
 from tasks.runtime import search_store_for
@@ -263,7 +265,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "storage": Provide(lambda: storage, sync_to_thread=False, use_cache=True),
             "task_queue": Provide(lambda: task_queue, sync_to_thread=False, use_cache=True),
             "auth_rate_limiter": Provide(lambda: auth_rate_limiter, sync_to_thread=False, use_cache=True),
+            **PAGE_DEPENDENCY,
         },
+        request_class=StrictJSONRequest,
         cors_config=CORSConfig(allow_origins=settings.cors_allow_origins) if settings.cors_allow_origins else None,
         openapi_config=OpenAPIConfig(
             title="AudioVerse API",

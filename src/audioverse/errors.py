@@ -79,6 +79,12 @@ class DomainError(Exception):
         self.extra = dict(extra or {})
 
 
+class MalformedBody(DomainError):
+    """The body cannot be read at all (not UTF-8, not JSON, nested too deep); 422 is for wrong fields."""
+
+    slug = "malformed-body"
+
+
 class NotFound(DomainError):
     status_code = HTTPStatus.NOT_FOUND
     slug = "not-found"
@@ -147,12 +153,26 @@ def _from_domain(exc: DomainError) -> ProblemDetailsException:
     return problem(exc.status_code, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers, extra=exc.extra)
 
 
+NO_NUL_PATTERN = r"^[^\x00]*$"
+"""What every client string must match: PostgreSQL text cannot hold NUL (``audioverse.types.Text``)."""
+
+
+def readable_message(message: str) -> str:
+    """A validation message a person can act on; msgspec's for the NUL rule quotes the regex."""
+    if message == f"Expected `str` matching regex {NO_NUL_PATTERN!r}":
+        return "Must not contain the NUL character (U+0000)."
+    return message
+
+
 def _validation_errors(extra: Any) -> list[FieldError]:
     """Turn Litestar's ``[{key, message, source}]`` validation extra into ``[{field, message}]``."""
     if not isinstance(extra, list):
         return []
     return [
-        FieldError(field=str(item.get("key") or item.get("source") or "body"), message=str(item.get("message", "")))
+        FieldError(
+            field=str(item.get("key") or item.get("source") or "body"),
+            message=readable_message(str(item.get("message", ""))),
+        )
         for item in extra
         if isinstance(item, dict)
     ]
@@ -184,6 +204,13 @@ def _from_integrity(exc: IntegrityError) -> ProblemDetailsException:
     return problem(HTTPStatus.CONFLICT, "This conflicts with data that already exists.", slug="conflict")
 
 
+def _from_undecodable(exc: UnicodeDecodeError) -> ProblemDetailsException:
+    # Bytes we wrote decode; what fails is text a client sent (multipart fields Litestar reads).
+    return problem(
+        HTTPStatus.BAD_REQUEST, f"The request has text that is not valid UTF-8: {exc}.", slug=MalformedBody.slug
+    )
+
+
 def _from_unexpected(exc: Exception) -> ProblemDetailsException:
     logger.exception("unhandled error", exc_info=exc)
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred; it has been logged.")
@@ -195,6 +222,7 @@ EXCEPTION_MAP: Mapping[type[Any], Callable[[Any], ProblemDetailsException]] = {
     NotFoundError: _from_not_found,
     DuplicateKeyError: _from_duplicate,
     IntegrityError: _from_integrity,
+    UnicodeDecodeError: _from_undecodable,
     Exception: _from_unexpected,
 }
 

@@ -44,6 +44,7 @@ from audioverse.listening.services import user_stats
 from audioverse.mail import OutgoingEmail
 from audioverse.ratelimit import RateLimiter
 from audioverse.storage import ObjectNotFound, Storage
+from audioverse.types import Id
 from audioverse.uploads import IMAGE_TYPES, identify_image_async, required_file, save_upload
 
 ACCEPTED_DETAIL = "If an account matches, an email is on its way."
@@ -312,7 +313,7 @@ class ProfileController(Controller):
         opt=PUBLIC,
         responses=problem_responses(HTTPStatus.NOT_FOUND),
     )
-    async def picture(self, user_id: int, db_session: AsyncSession, storage: Storage) -> Stream:
+    async def picture(self, user_id: Id, db_session: AsyncSession, storage: Storage) -> Stream:
         user = await db_session.get(User, user_id)
         if user is None or not user.profile_picture_key:
             raise NotFound("This user has no profile picture.")
@@ -342,5 +343,5 @@ class AdminUsersController(Controller):
         summary="Change a user's role (admin)",
         responses=problem_responses(HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND),
     )
-    async def change_role(self, user_id: int, data: RoleChange, accounts: Accounts) -> UserRead:
+    async def change_role(self, user_id: Id, data: RoleChange, accounts: Accounts) -> UserRead:
         return user_read(await accounts.change_role(user_id, data.role))

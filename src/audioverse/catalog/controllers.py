@@ -41,6 +41,7 @@ from audioverse.catalog.services import AudiobookQuery, Catalog
 from audioverse.config import Settings
 from audioverse.errors import NotFound, PayloadTooLarge, problem_responses
 from audioverse.storage import ObjectNotFound, Storage
+from audioverse.types import Id, OptionalId, Page, text_query
 from audioverse.uploads import IMAGE_TYPES
 from search.query import SearchFilters
 
@@ -58,8 +59,6 @@ SortField = Literal[
     "created_at",
     "-created_at",
 ]
-Limit = Annotated[int, Parameter(ge=1, le=100, description="Page size (max 100).")]
-Offset = Annotated[int, Parameter(ge=0, description="Items to skip.")]
 NOT_FOUND = problem_responses(HTTPStatus.NOT_FOUND)
 UPLOAD_FORM_OVERHEAD_BYTES = 16 * 1024 * 1024  # the cover and metadata fields beside the audio
 EDIT_ERRORS = problem_responses(
@@ -68,10 +67,10 @@ EDIT_ERRORS = problem_responses(
 
 
 def provide_catalog_filters(
-    genre: Annotated[str | None, Parameter(description="Genre slug.", max_length=100)] = None,
-    author: Annotated[int | None, Parameter(description="Author id.")] = None,
-    narrator: Annotated[int | None, Parameter(description="Narrator id.")] = None,
-    language: Annotated[str | None, Parameter(max_length=35)] = None,
+    genre: Annotated[str | None, text_query(100, "Genre slug.")] = None,
+    author: Annotated[OptionalId, Parameter(description="Author id.")] = None,
+    narrator: Annotated[OptionalId, Parameter(description="Narrator id.")] = None,
+    language: Annotated[str | None, text_query(35)] = None,
     duration_min: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
     duration_max: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
     released_after: Annotated[date | None, Parameter(description="On or after this date.")] = None,
@@ -179,16 +178,17 @@ class AudiobookController(Controller):
         self,
         catalog: Catalog,
         catalog_filters: SearchFilters,
+        page: Page,
         sort: Annotated[SortField, Parameter(description="Field, `-` for descending.")] = "-created_at",
-        limit: Limit = 20,
-        offset: Offset = 0,
     ) -> AudiobookPage:
-        query = AudiobookQuery(filters=catalog_filters, sort=sort, limit=limit, offset=offset)
+        query = AudiobookQuery(filters=catalog_filters, sort=sort, limit=page.limit, offset=page.offset)
         books, total = await catalog.audiobooks.page(query)
-        return AudiobookPage(items=[audiobook_read(book) for book in books], total=total, limit=limit, offset=offset)
+        return AudiobookPage(
+            items=[audiobook_read(book) for book in books], total=total, limit=page.limit, offset=page.offset
+        )
 
     @get("/{audiobook_id:int}", summary="An audiobook with its chapters", opt=PUBLIC, responses=NOT_FOUND)
-    async def get_audiobook(self, audiobook_id: int, catalog: Catalog) -> AudiobookDetail:
+    async def get_audiobook(self, audiobook_id: Id, catalog: Catalog) -> AudiobookDetail:
         return audiobook_detail(await catalog.audiobooks.detail(audiobook_id))
 
     async def _editable(self, audiobook_id: int, catalog: Catalog, user: User) -> Audiobook:
@@ -198,7 +198,7 @@ class AudiobookController(Controller):
 
     @patch("/{audiobook_id:int}", summary="Change some metadata (uploader or curator)", responses=EDIT_ERRORS)
     async def update_audiobook(
-        self, audiobook_id: int, data: AudiobookUpdate, catalog: Catalog, request: Request[User, Any, Any]
+        self, audiobook_id: Id, data: AudiobookUpdate, catalog: Catalog, request: Request[User, Any, Any]
     ) -> AudiobookDetail:
         book = await self._editable(audiobook_id, catalog, request.user)
         fields = {name: value for name, value in msgspec.structs.asdict(data).items() if value is not msgspec.UNSET}
@@ -216,7 +216,7 @@ class AudiobookController(Controller):
 
     @put("/{audiobook_id:int}", summary="Replace metadata (uploader or curator)", responses=EDIT_ERRORS)
     async def replace_audiobook(
-        self, audiobook_id: int, data: AudiobookUpdate, catalog: Catalog, request: Request[User, Any, Any]
+        self, audiobook_id: Id, data: AudiobookUpdate, catalog: Catalog, request: Request[User, Any, Any]
     ) -> AudiobookDetail:
         updated: AudiobookDetail = await self.update_audiobook.fn(self, audiobook_id, data, catalog, request)
         return updated
@@ -228,7 +228,7 @@ class AudiobookController(Controller):
         responses=problem_responses(HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND),
     )
     async def delete_audiobook(
-        self, audiobook_id: int, catalog: Catalog, storage: Storage, request: Request[User, Any, Any]
+        self, audiobook_id: Id, catalog: Catalog, storage: Storage, request: Request[User, Any, Any]
     ) -> Response[None]:
         book = await self._editable(audiobook_id, catalog, request.user)
         # Large demo catalogs share a few recordings; those stay for the other books.
@@ -243,7 +243,7 @@ class AudiobookController(Controller):
         return Response(None, status_code=HTTPStatus.NO_CONTENT, background=BackgroundTask(remove_objects))
 
     @get("/{audiobook_id:int}/chapters", summary="Chapters, in order", opt=PUBLIC, responses=NOT_FOUND)
-    async def get_chapters(self, audiobook_id: int, catalog: Catalog) -> list[ChapterRead]:
+    async def get_chapters(self, audiobook_id: Id, catalog: Catalog) -> list[ChapterRead]:
         return chapter_reads((await catalog.audiobooks.detail(audiobook_id)).chapters)
 
     @put(
@@ -254,7 +254,7 @@ class AudiobookController(Controller):
     )
     async def replace_chapters(
         self,
-        audiobook_id: int,
+        audiobook_id: Id,
         data: Annotated[list[ChapterWrite], Body(description="The new chapters, in order.")],
         catalog: Catalog,
         request: Request[User, Any, Any],
@@ -264,7 +264,7 @@ class AudiobookController(Controller):
         return chapter_reads(book.chapters)
 
     @get("/{audiobook_id:int}/cover", summary="The cover image", opt=PUBLIC, responses=NOT_FOUND)
-    async def get_cover(self, audiobook_id: int, catalog: Catalog, storage: Storage) -> Stream:
+    async def get_cover(self, audiobook_id: Id, catalog: Catalog, storage: Storage) -> Stream:
         book = await catalog.audiobooks.get_one_or_none(id=audiobook_id)
         if book is None or not book.cover_key:
             raise NotFound("This audiobook has no cover.")
@@ -325,17 +325,19 @@ class PeopleController(Controller):
     async def list_people(
         self,
         catalog: Catalog,
-        q: Annotated[str | None, Parameter(max_length=255, description="Part of the name.")] = None,
-        limit: Limit = 20,
-        offset: Offset = 0,
+        page: Page,
+        q: Annotated[str | None, text_query(255, "Part of the name.")] = None,
     ) -> PersonPage:
-        rows, total = await catalog.people_page(self.model, q=q, limit=limit, offset=offset)
+        rows, total = await catalog.people_page(self.model, q=q, limit=page.limit, offset=page.offset)
         return PersonPage(
-            items=[person_read(person, count) for person, count in rows], total=total, limit=limit, offset=offset
+            items=[person_read(person, count) for person, count in rows],
+            total=total,
+            limit=page.limit,
+            offset=page.offset,
         )
 
     @get("/{person_id:int}", summary="Profile with their audiobooks", opt=PUBLIC, responses=NOT_FOUND)
-    async def get_person(self, person_id: int, catalog: Catalog) -> PersonDetail:
+    async def get_person(self, person_id: Id, catalog: Catalog) -> PersonDetail:
         person = await self._person(catalog, person_id)
         filters = SearchFilters(author_id=person_id) if self.model is Author else SearchFilters(narrator_id=person_id)
         books, total = await catalog.audiobooks.page(AudiobookQuery(filters=filters, sort="title", limit=100))
@@ -344,7 +346,7 @@ class PeopleController(Controller):
         )
 
     @patch("/{person_id:int}", summary="Edit (curators)", guards=[requires_curator], responses=EDIT_ERRORS)
-    async def update_person(self, person_id: int, data: PersonUpdate, catalog: Catalog) -> PersonRead:
+    async def update_person(self, person_id: Id, data: PersonUpdate, catalog: Catalog) -> PersonRead:
         person = await self._person(catalog, person_id)
         for name, value in msgspec.structs.asdict(data).items():
             if value is not msgspec.UNSET:
@@ -353,7 +355,7 @@ class PeopleController(Controller):
         return person_read(person, await catalog.audiobook_count(self.model, person.id))
 
     @put("/{person_id:int}", summary="Edit (curators)", guards=[requires_curator], responses=EDIT_ERRORS)
-    async def replace_person(self, person_id: int, data: PersonUpdate, catalog: Catalog) -> PersonRead:
+    async def replace_person(self, person_id: Id, data: PersonUpdate, catalog: Catalog) -> PersonRead:
         updated: PersonRead = await self.update_person.fn(self, person_id, data, catalog)
         return updated
 

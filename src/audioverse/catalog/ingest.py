@@ -14,6 +14,7 @@ import msgspec
 from litestar.datastructures import UploadFile
 
 from audioverse.accounts.models import User
+from audioverse.bodies import body_field_error
 from audioverse.catalog.audio_metadata import AudioMetadata, UnreadableAudio, read_audio_metadata_async
 from audioverse.catalog.models import Audiobook, Chapter
 from audioverse.catalog.schemas import AudiobookUpdate
@@ -68,8 +69,7 @@ def form_metadata(form: Mapping[str, Any]) -> AudiobookUpdate:
     try:
         return msgspec.convert(raw, AudiobookUpdate, strict=False)
     except msgspec.ValidationError as exc:
-        field = str(exc).rsplit("$.", 1)[-1].split("[")[0].strip("`") if "$." in str(exc) else "form"
-        raise Unprocessable("The form has invalid fields.", errors=[FieldError(field=field, message=str(exc))]) from exc
+        raise Unprocessable("The form has invalid fields.", errors=[body_field_error(exc)]) from exc
 
 
 def _given(value: Any) -> Any:

@@ -8,9 +8,11 @@ from typing import Annotated
 import msgspec
 
 from audioverse.accounts.schemas import Bio
+from audioverse.types import Text
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+$")]
+Name = Annotated[Text, msgspec.Meta(min_length=1, max_length=255)]
+# A type with its own pattern cannot layer Text's (msgspec takes one pattern); it leaves out NUL itself.
+Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://[^\s\x00]+$")]
 Language = Annotated[str, msgspec.Meta(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
 Isbn = Annotated[str, msgspec.Meta(pattern=r"^(\d{9}[\dXx]|\d{13})$", description="ISBN-10 or ISBN-13, digits only")]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
@@ -79,17 +81,17 @@ class AudiobookPage(msgspec.Struct):
 class AudiobookUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """PUT/PATCH body: any subset of the metadata fields; people and genres by name."""
 
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | msgspec.UnsetType = msgspec.UNSET
-    subtitle: Annotated[str, msgspec.Meta(max_length=500)] | msgspec.UnsetType | None = msgspec.UNSET
-    description: Annotated[str, msgspec.Meta(max_length=20000)] | msgspec.UnsetType = msgspec.UNSET
+    title: Annotated[Text, msgspec.Meta(min_length=1, max_length=500)] | msgspec.UnsetType = msgspec.UNSET
+    subtitle: Annotated[Text, msgspec.Meta(max_length=500)] | msgspec.UnsetType | None = msgspec.UNSET
+    description: Annotated[Text, msgspec.Meta(max_length=20000)] | msgspec.UnsetType = msgspec.UNSET
     authors: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=20)] | msgspec.UnsetType = msgspec.UNSET
     narrators: Annotated[list[Name], msgspec.Meta(max_length=20)] | msgspec.UnsetType = msgspec.UNSET
     genres: Annotated[list[Name], msgspec.Meta(max_length=10)] | msgspec.UnsetType = msgspec.UNSET
     language: Language | msgspec.UnsetType = msgspec.UNSET
     release_date: date | msgspec.UnsetType | None = msgspec.UNSET
-    publisher: Annotated[str, msgspec.Meta(max_length=255)] | msgspec.UnsetType | None = msgspec.UNSET
+    publisher: Annotated[Text, msgspec.Meta(max_length=255)] | msgspec.UnsetType | None = msgspec.UNSET
     isbn: Isbn | msgspec.UnsetType | None = msgspec.UNSET
-    series: Annotated[str, msgspec.Meta(max_length=255)] | msgspec.UnsetType | None = msgspec.UNSET
+    series: Annotated[Text, msgspec.Meta(max_length=255)] | msgspec.UnsetType | None = msgspec.UNSET
     series_position: Annotated[float, msgspec.Meta(ge=0)] | msgspec.UnsetType | None = msgspec.UNSET
 
 

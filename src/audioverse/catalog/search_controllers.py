@@ -22,8 +22,9 @@ from audioverse.catalog.schemas import AudiobookRead
 from audioverse.catalog.services import LIST_LOAD
 from audioverse.errors import FieldError, ServiceUnavailable, Unprocessable, problem_responses
 from audioverse.jobs import TaskQueue
+from audioverse.types import Page, text_query
 from search import SearchEngine, SearchEngineUnavailable
-from search.query import FACET_NAMES, Highlights, SearchFilters, SearchQuery, SortOption, Suggestions
+from search.query import FACET_NAMES, MAX_SUGGESTIONS, Highlights, SearchFilters, SearchQuery, SortOption, Suggestions
 
 
 class SearchItem(AudiobookRead):
@@ -74,15 +75,14 @@ def parse_facets(facets: str | None) -> frozenset[Any]:
 
 def search_query(
     catalog_filters: SearchFilters,
-    q: Annotated[str, Parameter(max_length=500, description="Search text.")] = "",
+    page: Page,
+    q: Annotated[str, text_query(500, "Search text.")] = "",
     sort: SortOption = "relevance",
-    facets: Annotated[str | None, Parameter(max_length=200)] = None,
-    limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    facets: Annotated[str | None, text_query(200)] = None,
 ) -> SearchQuery:
     """The engine query for the search endpoint's parameters, named as clients send them."""
     return SearchQuery(
-        text=q, filters=catalog_filters, sort=sort, facets=parse_facets(facets), limit=limit, offset=offset
+        text=q, filters=catalog_filters, sort=sort, facets=parse_facets(facets), limit=page.limit, offset=page.offset
     )
 
 
@@ -140,8 +140,8 @@ class SearchController(Controller):
     async def suggest(
         self,
         state: State,
-        q: Annotated[str, Parameter(max_length=200)] = "",
-        limit: Annotated[int, Parameter(ge=1, le=20)] = 5,
+        q: Annotated[str, text_query(200)] = "",
+        limit: Annotated[int, Parameter(ge=1, le=MAX_SUGGESTIONS)] = 5,
     ) -> Suggestions:
         engine: SearchEngine = state.search
         try:

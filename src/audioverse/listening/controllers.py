@@ -23,6 +23,7 @@ from audioverse.config import Settings
 from audioverse.errors import Forbidden, NotFound, Unauthorized, problem_responses
 from audioverse.listening.models import LibraryEntry, ListeningProgress
 from audioverse.listening.schemas import (
+    SHELF_MAX_LENGTH,
     BookmarkPatch,
     BookmarkRead,
     BookmarkWrite,
@@ -34,16 +35,14 @@ from audioverse.listening.schemas import (
     Playback,
     ProgressRead,
     ProgressWrite,
-    Shelf,
 )
 from audioverse.listening.services import Listening
 from audioverse.listening.streaming import stream_object
 from audioverse.listening.views import bookmark_read, progress_read
 from audioverse.signing import InvalidStreamToken, sign_stream_token, verify_stream_token
 from audioverse.storage import S3Storage, Storage
+from audioverse.types import Id, Page, text_query
 
-Limit = Annotated[int, Parameter(ge=1, le=100)]
-Offset = Annotated[int, Parameter(ge=0)]
 NOT_FOUND = problem_responses(HTTPStatus.NOT_FOUND)
 WRITE_ERRORS = problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.UNPROCESSABLE_ENTITY)
 PROGRESS_ERRORS = problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY)
@@ -80,7 +79,7 @@ class PlaybackController(Controller):
         "30 minutes per listener and book.",
         responses=NOT_FOUND,
     )
-    async def playback(self, audiobook_id: int, listening: Listening, settings: Settings, state: State) -> Playback:
+    async def playback(self, audiobook_id: Id, listening: Listening, settings: Settings, state: State) -> Playback:
         book = await listening.book(audiobook_id)
         chapters = await listening.chapters(audiobook_id)
         progress = await listening.progress(audiobook_id)
@@ -98,11 +97,11 @@ class PlaybackController(Controller):
         )
 
     @get("/bookmarks", summary="Your bookmarks in this book, by position", responses=NOT_FOUND)
-    async def list_bookmarks(self, audiobook_id: int, listening: Listening) -> list[BookmarkRead]:
+    async def list_bookmarks(self, audiobook_id: Id, listening: Listening) -> list[BookmarkRead]:
         return [bookmark_read(b) for b in await listening.bookmarks(audiobook_id)]
 
     @post("/bookmarks", summary="Bookmark a moment", responses=WRITE_ERRORS)
-    async def add_bookmark(self, audiobook_id: int, data: BookmarkWrite, listening: Listening) -> BookmarkRead:
+    async def add_bookmark(self, audiobook_id: Id, data: BookmarkWrite, listening: Listening) -> BookmarkRead:
         bookmark = await listening.add_bookmark(audiobook_id, data.position_seconds, data.title, data.note)
         return bookmark_read(bookmark)
 
@@ -126,13 +125,13 @@ class StreamController(Controller):
     )
     async def stream(
         self,
-        audiobook_id: int,
+        audiobook_id: Id,
         request: Request[Any, Any, Any],
         db_session: AsyncSession,
         storage: Storage,
         settings: Settings,
         state: State,
-        token: Annotated[str | None, Parameter(query="token", max_length=2048)] = None,
+        token: Annotated[str | None, text_query(2048, query="token")] = None,
     ) -> Response[Any]:
         await authorize_stream(request, db_session, state, audiobook_id, token)
         book = await db_session.get(Audiobook, audiobook_id)
@@ -181,17 +180,17 @@ class BookmarkController(Controller):
     dependencies = DEPENDENCIES
 
     @patch("/", summary="Change your bookmark", responses=WRITE_ERRORS)
-    async def update_bookmark(self, bookmark_id: int, data: BookmarkPatch, listening: Listening) -> BookmarkRead:
+    async def update_bookmark(self, bookmark_id: Id, data: BookmarkPatch, listening: Listening) -> BookmarkRead:
         fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         return bookmark_read(await listening.change_bookmark(bookmark_id, fields))
 
     @put("/", summary="Change your bookmark", responses=WRITE_ERRORS)
-    async def replace_bookmark(self, bookmark_id: int, data: BookmarkPatch, listening: Listening) -> BookmarkRead:
+    async def replace_bookmark(self, bookmark_id: Id, data: BookmarkPatch, listening: Listening) -> BookmarkRead:
         updated: BookmarkRead = await self.update_bookmark.fn(self, bookmark_id, data, listening)
         return updated
 
     @delete("/", summary="Delete your bookmark", responses=NOT_FOUND)
-    async def delete_bookmark(self, bookmark_id: int, listening: Listening) -> None:
+    async def delete_bookmark(self, bookmark_id: Id, listening: Listening) -> None:
         await listening.delete_bookmark(bookmark_id)
 
 
@@ -201,7 +200,7 @@ class ProgressController(Controller):
     dependencies = DEPENDENCIES
 
     @get("/", summary="Your progress in a book", responses=NOT_FOUND)
-    async def get_progress(self, audiobook_id: int, listening: Listening) -> ProgressRead:
+    async def get_progress(self, audiobook_id: Id, listening: Listening) -> ProgressRead:
         progress = await listening.progress(audiobook_id)
         if progress is None:
             raise NotFound("You have not started this audiobook.")
@@ -214,12 +213,12 @@ class ProgressController(Controller):
         status_code=HTTPStatus.OK,
         responses=PROGRESS_ERRORS,
     )
-    async def save_progress(self, audiobook_id: int, data: ProgressWrite, listening: Listening) -> ProgressRead:
+    async def save_progress(self, audiobook_id: Id, data: ProgressWrite, listening: Listening) -> ProgressRead:
         progress = await listening.save_progress(audiobook_id, data)
         return progress_read(progress, await listening.chapters(audiobook_id))
 
     @put("/", summary="Save your position (as POST)", description=PROGRESS_RULE, responses=PROGRESS_ERRORS)
-    async def put_progress(self, audiobook_id: int, data: ProgressWrite, listening: Listening) -> ProgressRead:
+    async def put_progress(self, audiobook_id: Id, data: ProgressWrite, listening: Listening) -> ProgressRead:
         saved: ProgressRead = await self.save_progress.fn(self, audiobook_id, data, listening)
         return saved
 
@@ -238,6 +237,10 @@ async def library_items(listening: Listening, entries: Sequence[LibraryEntry]) -
         )
         for entry in entries
     ]
+
+
+async def library_page(listening: Listening, entries: Sequence[LibraryEntry], total: int, page: Page) -> LibraryPage:
+    return LibraryPage(items=await library_items(listening, entries), total=total, limit=page.limit, offset=page.offset)
 
 
 async def listening_items(listening: Listening, rows: Sequence[ListeningProgress]) -> list[ListeningItem]:
@@ -260,20 +263,21 @@ class LibraryController(Controller):
     async def library(
         self,
         listening: Listening,
-        shelf: Annotated[Shelf | None, Parameter(description="Only this shelf.")] = None,
+        page: Page,
+        shelf: Annotated[str | None, text_query(SHELF_MAX_LENGTH, "Only this shelf.", min_length=1)] = None,
         favorite: Annotated[bool | None, Parameter(description="Only favorites (true).")] = None,
-        limit: Limit = 20,
-        offset: Offset = 0,
     ) -> LibraryPage:
         entries, total = await listening.library_page(
-            shelf=shelf, favorites_only=bool(favorite), limit=limit, offset=offset
+            shelf=shelf, favorites_only=bool(favorite), limit=page.limit, offset=page.offset
         )
-        return LibraryPage(items=await library_items(listening, entries), total=total, limit=limit, offset=offset)
+        return await library_page(listening, entries, total, page)
 
     @get("/favorites", summary="Your favorites, most recently marked first")
-    async def favorites(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> LibraryPage:
-        entries, total = await listening.library_page(shelf=None, favorites_only=True, limit=limit, offset=offset)
-        return LibraryPage(items=await library_items(listening, entries), total=total, limit=limit, offset=offset)
+    async def favorites(self, listening: Listening, page: Page) -> LibraryPage:
+        entries, total = await listening.library_page(
+            shelf=None, favorites_only=True, limit=page.limit, offset=page.offset
+        )
+        return await library_page(listening, entries, total, page)
 
     @post(
         "/{audiobook_id:int}",
@@ -282,7 +286,7 @@ class LibraryController(Controller):
     )
     async def add(
         self,
-        audiobook_id: int,
+        audiobook_id: Id,
         listening: Listening,
         data: Annotated[LibraryAdd | None, Body(description="Optional shelf.")] = None,
     ) -> Response[LibraryItem]:
@@ -291,31 +295,33 @@ class LibraryController(Controller):
         return Response(item, status_code=HTTPStatus.CREATED if created else HTTPStatus.OK)
 
     @delete("/{audiobook_id:int}", summary="Remove a book from your library")
-    async def remove(self, audiobook_id: int, listening: Listening) -> None:
+    async def remove(self, audiobook_id: Id, listening: Listening) -> None:
         await listening.remove_from_library(audiobook_id)
 
     @post("/{audiobook_id:int}/favorite", summary="Mark a favorite", status_code=HTTPStatus.OK, responses=NOT_FOUND)
-    async def favorite(self, audiobook_id: int, listening: Listening) -> LibraryItem:
+    async def favorite(self, audiobook_id: Id, listening: Listening) -> LibraryItem:
         [item] = await library_items(listening, [await listening.set_favorite(audiobook_id, True)])
         return item
 
     @delete("/{audiobook_id:int}/favorite", summary="Unmark a favorite", status_code=HTTPStatus.OK, responses=NOT_FOUND)
-    async def unfavorite(self, audiobook_id: int, listening: Listening) -> LibraryItem:
+    async def unfavorite(self, audiobook_id: Id, listening: Listening) -> LibraryItem:
         [item] = await library_items(listening, [await listening.set_favorite(audiobook_id, False)])
         return item
 
     @get("/currently-listening", summary="Started and not finished, most recent first")
-    async def currently_listening(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> ListeningPage:
-        return await _listening_page(listening, completed=False, limit=limit, offset=offset)
+    async def currently_listening(self, listening: Listening, page: Page) -> ListeningPage:
+        return await _listening_page(listening, completed=False, page=page)
 
     @get("/history", summary="Everything you listened to, most recent first")
-    async def history(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> ListeningPage:
-        return await _listening_page(listening, completed=None, limit=limit, offset=offset)
+    async def history(self, listening: Listening, page: Page) -> ListeningPage:
+        return await _listening_page(listening, completed=None, page=page)
 
 
-async def _listening_page(listening: Listening, *, completed: bool | None, limit: int, offset: int) -> ListeningPage:
-    rows, total = await listening.listening_page(completed=completed, limit=limit, offset=offset)
-    return ListeningPage(items=await listening_items(listening, rows), total=total, limit=limit, offset=offset)
+async def _listening_page(listening: Listening, *, completed: bool | None, page: Page) -> ListeningPage:
+    rows, total = await listening.listening_page(completed=completed, limit=page.limit, offset=page.offset)
+    return ListeningPage(
+        items=await listening_items(listening, rows), total=total, limit=page.limit, offset=page.offset
+    )
 
 
 class ListeningController(Controller):
@@ -324,13 +330,13 @@ class ListeningController(Controller):
     dependencies = DEPENDENCIES
 
     @get("/current", summary="Started and not finished, most recent first")
-    async def current(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> ListeningPage:
-        return await _listening_page(listening, completed=False, limit=limit, offset=offset)
+    async def current(self, listening: Listening, page: Page) -> ListeningPage:
+        return await _listening_page(listening, completed=False, page=page)
 
     @get("/history", summary="Everything you listened to, most recent first")
-    async def history(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> ListeningPage:
-        return await _listening_page(listening, completed=None, limit=limit, offset=offset)
+    async def history(self, listening: Listening, page: Page) -> ListeningPage:
+        return await _listening_page(listening, completed=None, page=page)
 
     @get("/completed", summary="Finished books, most recent first")
-    async def completed(self, listening: Listening, limit: Limit = 20, offset: Offset = 0) -> ListeningPage:
-        return await _listening_page(listening, completed=True, limit=limit, offset=offset)
+    async def completed(self, listening: Listening, page: Page) -> ListeningPage:
+        return await _listening_page(listening, completed=True, page=page)

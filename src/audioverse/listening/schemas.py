@@ -9,9 +9,11 @@ import msgspec
 
 from audioverse.accounts.schemas import PlaybackSpeed
 from audioverse.catalog.schemas import AudiobookRead, ChapterRead
+from audioverse.types import Text
 
 Position = Annotated[float, msgspec.Meta(ge=0, description="Seconds from the start of the book.")]
-Shelf = Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
+SHELF_MAX_LENGTH = 60
+Shelf = Annotated[Text, msgspec.Meta(min_length=1, max_length=SHELF_MAX_LENGTH)]
 
 
 class ProgressWrite(msgspec.Struct, forbid_unknown_fields=True):
@@ -28,7 +30,7 @@ class ProgressWrite(msgspec.Struct, forbid_unknown_fields=True):
             "on the device's own clock (`client_sent_at - client_updated_at`), so a wrong clock does not matter."
         ),
     ] = None
-    device_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    device_id: Annotated[Text, msgspec.Meta(max_length=100)] | None = None
 
 
 class ProgressRead(msgspec.Struct):
@@ -53,14 +55,14 @@ class Playback(msgspec.Struct):
 
 class BookmarkWrite(msgspec.Struct, forbid_unknown_fields=True):
     position_seconds: Position
-    title: Annotated[str, msgspec.Meta(max_length=200)] = ""
-    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    title: Annotated[Text, msgspec.Meta(max_length=200)] = ""
+    note: Annotated[Text, msgspec.Meta(max_length=2000)] = ""
 
 
 class BookmarkPatch(msgspec.Struct, forbid_unknown_fields=True):
     position_seconds: Position | msgspec.UnsetType = msgspec.UNSET
-    title: Annotated[str, msgspec.Meta(max_length=200)] | msgspec.UnsetType = msgspec.UNSET
-    note: Annotated[str, msgspec.Meta(max_length=2000)] | msgspec.UnsetType = msgspec.UNSET
+    title: Annotated[Text, msgspec.Meta(max_length=200)] | msgspec.UnsetType = msgspec.UNSET
+    note: Annotated[Text, msgspec.Meta(max_length=2000)] | msgspec.UnsetType = msgspec.UNSET
 
 
 class BookmarkRead(msgspec.Struct):

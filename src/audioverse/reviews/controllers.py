@@ -19,6 +19,7 @@ from audioverse.jobs import TaskQueue
 from audioverse.reviews.models import Review
 from audioverse.reviews.schemas import Moderation, ReviewCreate, ReviewPage, ReviewRead, ReviewUpdate
 from audioverse.reviews.services import Reviews, ReviewSort
+from audioverse.types import Id, Page
 
 AGGREGATE_TASK = "reviews.recompute_aggregates"
 NOT_FOUND = problem_responses(HTTPStatus.NOT_FOUND)
@@ -57,15 +58,16 @@ class BookReviewsController(Controller):
     @get("/", summary="Visible reviews of an audiobook", opt=PUBLIC, responses=NOT_FOUND)
     async def list_reviews(
         self,
-        audiobook_id: int,
+        audiobook_id: Id,
         reviews: Reviews,
+        page: Page,
         sort: ReviewSort = "-helpful_count",
         rating: Annotated[int | None, Parameter(ge=1, le=5, description="Only this rating.")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
     ) -> ReviewPage:
-        items, total = await reviews.visible_page(audiobook_id, sort=sort, rating=rating, limit=limit, offset=offset)
-        return ReviewPage(items=[review_read(r) for r in items], total=total, limit=limit, offset=offset)
+        items, total = await reviews.visible_page(
+            audiobook_id, sort=sort, rating=rating, limit=page.limit, offset=page.offset
+        )
+        return ReviewPage(items=[review_read(r) for r in items], total=total, limit=page.limit, offset=page.offset)
 
     @post(
         "/",
@@ -75,7 +77,7 @@ class BookReviewsController(Controller):
     )
     async def create_review(
         self,
-        audiobook_id: int,
+        audiobook_id: Id,
         data: ReviewCreate,
         reviews: Reviews,
         task_queue: TaskQueue,
@@ -97,7 +99,7 @@ class ReviewController(Controller):
     @patch("/", summary="Edit your review", responses=WRITE_ERRORS)
     async def update_review(
         self,
-        review_id: int,
+        review_id: Id,
         data: ReviewUpdate,
         reviews: Reviews,
         task_queue: TaskQueue,
@@ -115,7 +117,7 @@ class ReviewController(Controller):
     @put("/", summary="Edit your review", responses=WRITE_ERRORS)
     async def replace_review(
         self,
-        review_id: int,
+        review_id: Id,
         data: ReviewUpdate,
         reviews: Reviews,
         task_queue: TaskQueue,
@@ -126,7 +128,7 @@ class ReviewController(Controller):
 
     @delete("/", summary="Delete a review (its author or a curator)", responses=WRITE_ERRORS)
     async def delete_review(
-        self, review_id: int, reviews: Reviews, task_queue: TaskQueue, request: Request[User, Any, Any]
+        self, review_id: Id, reviews: Reviews, task_queue: TaskQueue, request: Request[User, Any, Any]
     ) -> Response[None]:
         audiobook_id = await reviews.delete(request.user, review_id)
         return Response(
@@ -141,7 +143,7 @@ class ReviewController(Controller):
         status_code=HTTPStatus.OK,
         responses=WRITE_ERRORS,
     )
-    async def vote(self, review_id: int, reviews: Reviews, request: Request[User, Any, Any]) -> ReviewRead:
+    async def vote(self, review_id: Id, reviews: Reviews, request: Request[User, Any, Any]) -> ReviewRead:
         return review_read(await reviews.vote(request.user, review_id))
 
     @delete(
@@ -151,7 +153,7 @@ class ReviewController(Controller):
         status_code=HTTPStatus.OK,
         responses=WRITE_ERRORS,
     )
-    async def unvote(self, review_id: int, reviews: Reviews, request: Request[User, Any, Any]) -> ReviewRead:
+    async def unvote(self, review_id: Id, reviews: Reviews, request: Request[User, Any, Any]) -> ReviewRead:
         return review_read(await reviews.unvote(request.user, review_id))
 
     @post(
@@ -164,7 +166,7 @@ class ReviewController(Controller):
     )
     async def moderate(
         self,
-        review_id: int,
+        review_id: Id,
         data: Moderation,
         reviews: Reviews,
         task_queue: TaskQueue,

@@ -8,9 +8,10 @@ from typing import Annotated
 import msgspec
 
 from audioverse.reviews.models import ReviewStatus
+from audioverse.types import Text
 
 Rating = Annotated[int, msgspec.Meta(ge=1, le=5)]
-ReviewText = Annotated[str, msgspec.Meta(max_length=10000)]
+ReviewText = Annotated[Text, msgspec.Meta(max_length=10000)]
 
 
 class ReviewCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -25,7 +26,7 @@ class ReviewUpdate(msgspec.Struct, forbid_unknown_fields=True):
 
 class Moderation(msgspec.Struct, forbid_unknown_fields=True):
     status: ReviewStatus
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    reason: Annotated[Text, msgspec.Meta(min_length=1, max_length=1000)]
 
 
 class ReviewRead(msgspec.Struct):
