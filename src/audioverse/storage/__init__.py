@@ -5,7 +5,10 @@ from audioverse.storage.base import ObjectInfo, ObjectNotFound, Storage
 from audioverse.storage.local import LocalStorage
 from audioverse.storage.s3 import S3Storage
 
-__all__ = ["LocalStorage", "ObjectInfo", "ObjectNotFound", "S3Storage", "Storage", "build_storage"]
+__all__ = ["DELETE_TASK", "LocalStorage", "ObjectInfo", "ObjectNotFound", "S3Storage", "Storage", "build_storage"]
+
+DELETE_TASK = "storage.delete"
+"""The job that removes ``keys`` once the write that dropped them commits: ``defer(session, DELETE_TASK, keys)``."""
 
 
 def build_storage(settings: Settings) -> Storage:
