@@ -191,13 +191,16 @@ async def defer(session: AsyncSession, task_name: str, *args: Any, **kwargs: Any
     await session.run_sync(defer_sync, task_name, *args, **kwargs)
 
 
-def send_after_commit(database: SQLAlchemyAsyncConfig, task_queue: TaskQueue) -> Callable[[], None]:
+def send_after_commit(
+    database: SQLAlchemyAsyncConfig, task_queue: TaskQueue, loop: asyncio.AbstractEventLoop | None = None
+) -> Callable[[], None]:
     """Send ``jobs.run`` for the jobs each commit of ``database``'s sessions deferred; returns the unregister call.
 
-    Register it from the event loop whose broker connections ``task_queue`` uses (app or worker start).
-    A send that fails is only logged: the row stays, and the sweep sends it.
+    The sends run on ``loop``, the event loop whose broker connections ``task_queue`` uses (by default
+    the running one: register it at app or worker start). A send that fails is only logged: the row
+    stays, and the sweep sends it.
     """
-    loop = asyncio.get_running_loop()
+    loop = loop or asyncio.get_running_loop()
     sending: set[asyncio.Task[None]] = set()
     logger = structlog.get_logger(__name__)
 
