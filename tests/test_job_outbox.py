@@ -38,7 +38,6 @@ from tests.accounts.test_auth_flow import bearer
 from tests.catalog.fixtures import MakeBook, Tokens
 from tests.services import (
     REDIS_URL,
-    WORKER_START_TIMEOUT_SECONDS,
     Identity,
     Mailbox,
     MeilisearchServer,
@@ -49,6 +48,7 @@ from tests.services import (
     run_smtp,
     settings_environment,
     until,
+    worker_answers,
 )
 
 Client = AsyncTestClient[Litestar]
@@ -285,16 +285,6 @@ def kill(process: subprocess.Popen[bytes]) -> None:
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-
-
-async def worker_answers(settings: Settings) -> None:
-    broker = register_tasks(build_broker(settings), settings)
-    await broker.startup()
-    try:
-        ping = await TaskQueue(broker).enqueue("system.ping")
-        assert (await ping.wait_result(timeout=WORKER_START_TIMEOUT_SECONDS)).return_value == "pong"
-    finally:
-        await broker.shutdown()
 
 
 async def send(settings: Settings, task_name: str, *args: Any) -> None:
