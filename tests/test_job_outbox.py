@@ -202,6 +202,28 @@ async def test_a_review_whose_commit_fails_is_an_error_and_recomputes_nothing(
     await until(rated, 15)
 
 
+async def test_a_reindex_whose_claim_fails_to_commit_is_an_error_and_another_may_start_at_once(
+    client: Client, curator: Tokens
+) -> None:
+    await settle(client)
+    with recording(client.app.state.broker) as sent, commits_fail(client.app, DATABASE_DOWN):
+        refused = await client.post("/api/admin/search/reindex/", headers=bearer(curator))
+    assert refused.status_code == 503, refused.text
+    assert sent.job_runs() == []
+    status = (await client.get("/api/admin/search/status/", headers=bearer(curator))).json()["reindex"]
+    assert status["state"] == "failed"  # not "running" for the ten minutes of a lease nobody renews
+    assert "could not be started" in status["error"]
+
+    started = await client.post("/api/admin/search/reindex/", headers=bearer(curator))
+    assert started.status_code == 202, started.text
+
+    async def succeeded() -> bool:
+        reindex = (await client.get("/api/admin/search/status/", headers=bearer(curator))).json()["reindex"]
+        return bool(reindex["state"] == "succeeded")
+
+    await until(succeeded, 60, interval=0.2)
+
+
 class RecordingQueue(TaskQueue):
     def __init__(self) -> None:
         self.sent: list[int] = []
