@@ -153,7 +153,9 @@ class _Deferred:
 
     transaction: SessionTransaction | None
     ids: list[int] = field(default_factory=list)
-    requests: set[bytes] = field(default_factory=set)
+    # A request counts as made only within the savepoint it was made in: a rolled-back savepoint takes
+    # its row with it, and the same request made again outside must write a row of its own.
+    requests: set[tuple[bytes, SessionTransaction | None]] = field(default_factory=set)
 
 
 def _deferred(session: Session) -> _Deferred:
@@ -167,7 +169,6 @@ def _deferred(session: Session) -> _Deferred:
 
 def defer_sync(session: Session, task_name: str, *args: Any, **kwargs: Any) -> None:
     """:func:`defer` for synchronous code, such as a flush event listener."""
-    request = msgspec.json.encode([task_name, args, kwargs], order="sorted")
     row = {
         "task_name": task_name,
         "args": msgspec.to_builtins(list(args)),
@@ -176,6 +177,7 @@ def defer_sync(session: Session, task_name: str, *args: Any, **kwargs: Any) -> N
     }
     connection = session.connection()  # begins the transaction, so the state below is keyed by it
     deferred = _deferred(session)
+    request = (msgspec.json.encode([task_name, args, kwargs], order="sorted"), session.get_nested_transaction())
     if request in deferred.requests:
         return  # the same work asked twice in one transaction is one job
     deferred.requests.add(request)
