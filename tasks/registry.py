@@ -10,6 +10,8 @@ from litestar.stores.base import Store
 from taskiq import AsyncBroker
 
 from audioverse.config import Settings
+from audioverse.jobs import RUN_JOB_TASK, SWEEP_JOBS_TASK
+from audioverse.storage import DELETE_TASK
 from search import SearchEngine
 from tasks import email, jobs, reviews, search_sync, storage, system
 from tasks.runtime import install_resources
@@ -24,15 +26,14 @@ class TaskSpec:
 
 
 RETRY = {"retry_on_error": True, "max_retries": 5}
-
 EVERY_MINUTE = {"schedule": [{"cron": "* * * * *"}]}
 
 TASKS = [
     TaskSpec("system.ping", system.ping),
     # Deferred jobs (audioverse.jobs.defer): each is sent after its commit, and the sweep resends any still due.
-    TaskSpec("jobs.run", jobs.run_job, RETRY),
-    TaskSpec("jobs.sweep", jobs.sweep, EVERY_MINUTE),
-    TaskSpec("storage.delete", storage.delete_objects),
+    TaskSpec(RUN_JOB_TASK, jobs.run_job, RETRY),
+    TaskSpec(SWEEP_JOBS_TASK, jobs.sweep, EVERY_MINUTE),
+    TaskSpec(DELETE_TASK, storage.delete_objects),
     TaskSpec("email.send", email.send_email, RETRY),
     TaskSpec("reviews.recompute_aggregates", reviews.recompute_book_aggregates, RETRY),
     TaskSpec("reviews.recompute_all", reviews.recompute_all_aggregates, {"schedule": [{"cron": "17 * * * *"}]}),
