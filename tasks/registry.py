@@ -10,8 +10,10 @@ from litestar.stores.base import Store
 from taskiq import AsyncBroker
 
 from audioverse.config import Settings
+from audioverse.jobs import RUN_JOB_TASK, SWEEP_JOBS_TASK
+from audioverse.storage import DELETE_TASK
 from search import SearchEngine
-from tasks import email, reviews, search_sync, system
+from tasks import email, jobs, reviews, search_sync, storage, system
 from tasks.runtime import install_resources
 
 
@@ -24,14 +26,19 @@ class TaskSpec:
 
 
 RETRY = {"retry_on_error": True, "max_retries": 5}
+EVERY_MINUTE = {"schedule": [{"cron": "* * * * *"}]}
 
 TASKS = [
     TaskSpec("system.ping", system.ping),
+    # Deferred jobs (audioverse.jobs.defer): each is sent after its commit, and the sweep resends any still due.
+    TaskSpec(RUN_JOB_TASK, jobs.run_job, RETRY),
+    TaskSpec(SWEEP_JOBS_TASK, jobs.sweep, EVERY_MINUTE),
+    TaskSpec(DELETE_TASK, storage.delete_objects),
     TaskSpec("email.send", email.send_email, RETRY),
     TaskSpec("reviews.recompute_aggregates", reviews.recompute_book_aggregates, RETRY),
     TaskSpec("reviews.recompute_all", reviews.recompute_all_aggregates, {"schedule": [{"cron": "17 * * * *"}]}),
-    # Each catalog commit kicks a drain; the sweep every minute catches a kick that was lost.
-    TaskSpec("search.drain", search_sync.drain, {**RETRY, "schedule": [{"cron": "* * * * *"}]}),
+    # Each catalog commit defers a drain job; the drain every minute also catches rows written otherwise.
+    TaskSpec("search.drain", search_sync.drain, {**RETRY, **EVERY_MINUTE}),
     TaskSpec("search.reindex", search_sync.rebuild),
 ]
 

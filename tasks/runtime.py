@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
@@ -14,6 +15,7 @@ from taskiq import AsyncBroker, Context, TaskiqDepends, TaskiqEvents, TaskiqStat
 from audioverse.catalog.indexing import build_search_engine
 from audioverse.config import Settings
 from audioverse.db import ensure_data_dir, sqlalchemy_config
+from audioverse.jobs import TaskQueue, send_after_commit
 from audioverse.storage import Storage, build_storage
 from search import SearchEngine
 
@@ -29,6 +31,9 @@ class TaskResources:
     storage: Storage
     search: SearchEngine
     search_store: Store
+    running_jobs: set[int] = field(default_factory=set)
+    """Jobs this process is running: on SQLite, where no row lock says so, a second send of one skips it."""
+    stop_sending_jobs: Callable[[], None] = lambda: None
 
 
 def search_store_for(settings: Settings) -> Store:
@@ -49,18 +54,25 @@ def install_resources(
     """
 
     async def open_resources(state: TaskiqState) -> None:
+        if getattr(state, "resources", None) is not None:
+            return  # the in-process scheduler starts the broker a second time
         ensure_data_dir(settings)
+        database = sqlalchemy_config(settings)
         state.resources = TaskResources(
             settings=settings,
-            database=sqlalchemy_config(settings),
+            database=database,
             storage=build_storage(settings),
             search=search or build_search_engine(settings),
             search_store=search_store or search_store_for(settings),
+            # Tasks write too (a recompute changes a book, which asks for a search drain).
+            stop_sending_jobs=send_after_commit(database, TaskQueue(broker)),
         )
 
     async def close_resources(state: TaskiqState) -> None:
         resources: TaskResources | None = getattr(state, "resources", None)
+        state.resources = None
         if resources is not None:
+            resources.stop_sending_jobs()
             await resources.database.get_engine().dispose()
             if search is None:
                 await resources.search.close()

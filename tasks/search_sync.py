@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from audioverse.catalog.indexing import ReindexStatus, drain_outbox, reindex
+from audioverse.catalog.indexing import ReindexStatus, drain_outbox, read_status, reindex
 from tasks.runtime import Resources
 
 
@@ -16,6 +16,11 @@ async def drain(resources: Resources) -> int:
 async def rebuild(status: dict[str, object], resources: Resources) -> dict[str, object]:
     """Build a fresh index beside the live one and swap it in; ``status`` is the claimed job."""
     job = msgspec.convert(status, ReindexStatus)
+    current = await read_status(resources.search_store)
+    if current.state != "running" or current.job_id != job.job_id:
+        # Its claim lapsed before a worker got to it (read as failed), or another reindex took its place.
+        lapsed: dict[str, object] = msgspec.to_builtins(current)
+        return lapsed
     finished = await reindex(resources.database, resources.search, resources.search_store, job)
     result: dict[str, object] = msgspec.to_builtins(finished)
     return result

@@ -1,7 +1,7 @@
 """progress order: when each stored update happened by the server's clock
 
 Revision ID: c0ffee000006
-Revises: ba69c258138b
+Revises: c0ffee000005
 Create Date: 2026-12-01 05:40:00.000000
 """
 
@@ -10,7 +10,7 @@ from advanced_alchemy.types import DateTimeUTC
 from alembic import op
 
 revision = "c0ffee000006"
-down_revision = "ba69c258138b"
+down_revision = "c0ffee000005"
 branch_labels = None
 depends_on = None
 

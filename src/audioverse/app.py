@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import structlog
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
@@ -39,16 +37,15 @@ from audioverse.catalog.controllers import (
     GenreController,
     NarratorController,
 )
-from audioverse.catalog.indexing import DRAIN_TASK, build_search_engine
-from audioverse.catalog.outbox import on_catalog_commit
+from audioverse.catalog.indexing import build_search_engine
 from audioverse.catalog.search_controllers import SearchAdminController, SearchController
 from audioverse.catalog.seed import DemoSeeder
 from audioverse.cli import AudioverseCLIPlugin
 from audioverse.config import Settings
-from audioverse.db import ensure_data_dir, litestar_sqlalchemy_config, migrate_to_head
+from audioverse.db import ensure_data_dir, litestar_sqlalchemy_config, migrate_to_head, provide_db_session
 from audioverse.errors import problem_details_plugin
 from audioverse.health import HealthController, ReadinessProbes, database_probe, email_probe, not_ready
-from audioverse.jobs import TaskQueue, build_broker, in_process_scheduler
+from audioverse.jobs import TaskQueue, build_broker, in_process_scheduler, send_after_commit
 from audioverse.listening.controllers import (
     BookmarkController,
     LibraryController,
@@ -95,28 +92,6 @@ async def seed_if_empty(database: SQLAlchemyAsyncConfig, storage: Storage, books
             logger.info("seeding the demo catalog", books=books)
             await seeder.seed(books)
             logger.info("demo catalog ready", books=books)
-
-
-_kicks: set[asyncio.Task[Any]] = set()
-
-
-def kick_search_sync(task_queue: TaskQueue, loop: asyncio.AbstractEventLoop) -> None:
-    """Ask for an outbox drain now, from the app's event loop (whose broker connections it uses).
-
-    It runs inside a commit, so the request is sent from a new task; a commit made on another
-    thread's loop hands the request over to the app's loop.
-    """
-    coroutine = task_queue.enqueue(DRAIN_TASK)
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        task = loop.create_task(coroutine)
-        _kicks.add(task)
-        task.add_done_callback(_kicks.discard)
-    else:
-        asyncio.run_coroutine_threadsafe(coroutine, loop)
 
 
 def request_logging_config() -> LoggingMiddlewareConfig:
@@ -189,8 +164,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if problems := not_ready(checks):
             # One line, the same words as /api/ready, so a wrong key or a missing bucket shows at start.
             structlog.get_logger(__name__).warning("not ready; /api/ready answers 503", problems=problems)
-        loop = asyncio.get_running_loop()
-        remove_hook = on_catalog_commit(lambda: kick_search_sync(task_queue, loop))
+        # Jobs deferred by a request's transaction are sent once it commits (see audioverse.jobs).
+        remove_hook = send_after_commit(database, task_queue)
         try:
             async with in_process_scheduler(broker):
                 yield
@@ -261,6 +236,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             }
         ),
         dependencies={
+            "db_session": Provide(provide_db_session),
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "storage": Provide(lambda: storage, sync_to_thread=False, use_cache=True),
             "task_queue": Provide(lambda: task_queue, sync_to_thread=False, use_cache=True),

@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     redis_url: str | None = None
     redis_namespace: str = "audioverse"
     task_queue_name: str = "audioverse:tasks"
+    job_max_attempts: int = 25
     search_backend: Literal["embedded", "meilisearch"] = "embedded"
     search_dir: Path | None = None
     search_index: str = "audiobooks"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,6 +13,8 @@ from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLA
 from advanced_alchemy.extensions.litestar import EngineConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarSQLAlchemyConfig
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from audioverse.config import Settings
 
@@ -49,11 +52,41 @@ def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     return _with_pragmas(SQLAlchemyAsyncConfig(**_config_options(settings)), settings)
 
 
+PLUGIN_SESSION_KEY = "db_plugin_session"
+"""The plugin's own request session; handlers ask for ``db_session``, which commits before the response."""
+
+
+async def provide_db_session(db_plugin_session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """The request's session, committed after the handler returns and before the response is sent.
+
+    Litestar runs a dependency's cleanup step between the handler and sending: a commit that fails
+    raises there and becomes the error response (an ``IntegrityError`` a 409), where advanced-alchemy's
+    autocommit ``before_send`` handler would log it and send the handler's success. A handler that
+    raises is not committed; the plugin's default ``before_send`` handler closes the session, which
+    rolls back whatever is left.
+    """
+    yield db_plugin_session
+    await db_plugin_session.commit()
+
+
 def litestar_sqlalchemy_config(settings: Settings) -> LitestarSQLAlchemyConfig:
     """The config of the Litestar plugin (one per app: it registers request-scope keys globally)."""
     return _with_pragmas(
-        LitestarSQLAlchemyConfig(**_config_options(settings), before_send_handler="autocommit"), settings
+        LitestarSQLAlchemyConfig(**_config_options(settings), session_dependency_key=PLUGIN_SESSION_KEY), settings
     )
+
+
+def session_factory(config: SQLAlchemyAsyncConfig) -> sessionmaker[Any]:
+    """The synchronous session factory behind ``config``'s sessions: unit-of-work events are listened for on it.
+
+    Listening here, rather than on SQLAlchemy's ``Session`` class, keeps one app's hooks off another
+    app's (or a command's) sessions.
+    """
+    maker = config.create_session_maker()
+    factory = maker.kw.get("sync_session_class") if isinstance(maker, async_sessionmaker) else None
+    if not isinstance(factory, sessionmaker):
+        raise TypeError(f"{type(config).__name__} builds no per-config session factory to listen on")
+    return factory
 
 
 def _with_pragmas(config: ConfigT, settings: Settings) -> ConfigT:

@@ -16,7 +16,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 logger = structlog.get_logger(__name__)
 
@@ -211,6 +211,16 @@ def _from_undecodable(exc: UnicodeDecodeError) -> ProblemDetailsException:
     )
 
 
+def _from_database_unavailable(exc: OperationalError) -> ProblemDetailsException:
+    # The database refused or lost the transaction (down, busy, a serialization failure): nothing was saved.
+    logger.warning("database unavailable", error=str(exc.orig))
+    return problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "The database is unavailable right now; nothing was saved. Try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _from_unexpected(exc: Exception) -> ProblemDetailsException:
     logger.exception("unhandled error", exc_info=exc)
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred; it has been logged.")
@@ -223,6 +233,7 @@ EXCEPTION_MAP: Mapping[type[Any], Callable[[Any], ProblemDetailsException]] = {
     DuplicateKeyError: _from_duplicate,
     IntegrityError: _from_integrity,
     UnicodeDecodeError: _from_undecodable,
+    OperationalError: _from_database_unavailable,
     Exception: _from_unexpected,
 }
 

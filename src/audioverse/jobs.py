@@ -1,13 +1,29 @@
-"""Background work: the Taskiq broker built from settings, and enqueueing a task by its name."""
+"""Background work: the job outbox written with each write, the Taskiq broker, and sending tasks by name.
+
+Domain code asks for work with ``await defer(session, "email.send", payload)``: the request is a
+``job_outbox`` row in the caller's transaction, so it exists exactly when the write commits. After
+the commit, a hook the process registers (:func:`send_after_commit`) sends ``jobs.run`` with each
+new row's id; a worker runs the job and deletes the row in one transaction; ``jobs.sweep`` resends
+every row still due each minute, so a lost send or a killed worker delays a job and never loses it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+import structlog
+from advanced_alchemy.config import SQLAlchemyAsyncConfig
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import JSON, Index, Integer, String, Text, event, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 from taskiq import AsyncBroker, AsyncTaskiqTask, InMemoryBroker, ScheduleSource, SmartRetryMiddleware
 from taskiq.cli.scheduler.run import SchedulerLoop
 from taskiq.kicker import AsyncKicker
@@ -17,7 +33,10 @@ from taskiq.serializers import JSONSerializer
 from taskiq_redis import ListQueueBroker, ListRedisScheduleSource, RedisAsyncResultBackend
 
 from audioverse.config import Settings
+from audioverse.db import Base, session_factory
 
+RUN_JOB_TASK = "jobs.run"
+SWEEP_JOBS_TASK = "jobs.sweep"
 RESULT_TTL_SECONDS = 3600
 RETRY_FIRST_DELAY_SECONDS = 5
 RETRY_MAX_DELAY_SECONDS = 300
@@ -84,14 +103,16 @@ def build_scheduler(broker: AsyncBroker) -> TaskiqScheduler:
 
 @asynccontextmanager
 async def in_process_scheduler(broker: AsyncBroker) -> AsyncIterator[None]:
-    """Periodic jobs for an in-process broker, which no separate scheduler process can reach."""
+    """Periodic jobs for an in-process broker, which no separate scheduler process can reach.
+
+    The caller starts and shuts down ``broker`` (the scheduler's own start and stop would do it again).
+    """
     if not isinstance(broker, InMemoryBroker):
         yield
         return
     scheduler = build_scheduler(broker)
     for source in scheduler.sources:
         await source.startup()
-    await scheduler.startup()
     loop = asyncio.create_task(SchedulerLoop(scheduler).run(skip_first_run=True))
     try:
         yield
@@ -99,4 +120,117 @@ async def in_process_scheduler(broker: AsyncBroker) -> AsyncIterator[None]:
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
-        await scheduler.shutdown()
+
+
+class Job(Base):
+    """One piece of work a committed write asked for; deleted by the transaction that completes it."""
+
+    __tablename__ = "job_outbox"
+    __table_args__ = (Index("ix_job_outbox_due", "failed_at", "run_after"),)
+
+    task_name: Mapped[str] = mapped_column(String(100))
+    args: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_after: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    """From when on the sweep sends the job (again): its creation, or after a failure its backoff."""
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    failed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    """Set when the job was given up after its last attempt; the sweep skips it, the row stays to be looked at."""
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long a job that failed ``attempts`` times waits before the sweep sends it again."""
+    return timedelta(seconds=min(RETRY_FIRST_DELAY_SECONDS * 2 ** (attempts - 1), RETRY_MAX_DELAY_SECONDS))
+
+
+_PENDING_KEY = "audioverse.deferred_jobs"
+
+
+@dataclass
+class _Deferred:
+    """The jobs one root transaction asked for: their ids, and what they ask (to keep one of identical requests)."""
+
+    transaction: SessionTransaction | None
+    ids: list[int] = field(default_factory=list)
+    # A request counts as made only within the savepoint it was made in: a rolled-back savepoint takes
+    # its row with it, and the same request made again outside must write a row of its own.
+    requests: set[tuple[bytes, SessionTransaction | None]] = field(default_factory=set)
+
+
+def _deferred(session: Session) -> _Deferred:
+    current = session.get_transaction()
+    deferred: _Deferred | None = session.info.get(_PENDING_KEY)
+    # State left by a transaction that rolled back belongs to no one: start afresh.
+    if deferred is None or deferred.transaction is not current:
+        deferred = session.info[_PENDING_KEY] = _Deferred(current)
+    return deferred
+
+
+def defer_sync(session: Session, task_name: str, *args: Any, **kwargs: Any) -> None:
+    """:func:`defer` for synchronous code, such as a flush event listener."""
+    row = {
+        "task_name": task_name,
+        "args": msgspec.to_builtins(list(args)),
+        "kwargs": msgspec.to_builtins(kwargs),
+        "run_after": datetime.now(UTC),
+    }
+    connection = session.connection()  # begins the transaction, so the state below is keyed by it
+    deferred = _deferred(session)
+    request = (msgspec.json.encode([task_name, args, kwargs], order="sorted"), session.get_nested_transaction())
+    if request in deferred.requests:
+        return  # the same work asked twice in one transaction is one job
+    deferred.requests.add(request)
+    deferred.ids.append(connection.execute(insert(Job).values(row).returning(Job.id)).scalar_one())
+
+
+async def defer(session: AsyncSession, task_name: str, *args: Any, **kwargs: Any) -> None:
+    """Ask for ``task_name(*args, **kwargs)`` to run once ``session``'s transaction commits.
+
+    The arguments are stored as JSON (msgspec builtins). Nothing runs if the transaction rolls back;
+    identical requests within one transaction run once.
+    """
+    await session.run_sync(defer_sync, task_name, *args, **kwargs)
+
+
+def send_after_commit(
+    database: SQLAlchemyAsyncConfig, task_queue: TaskQueue, loop: asyncio.AbstractEventLoop | None = None
+) -> Callable[[], None]:
+    """Send ``jobs.run`` for the jobs each commit of ``database``'s sessions deferred; returns the unregister call.
+
+    The sends run on ``loop``, the event loop whose broker connections ``task_queue`` uses (by default
+    the running one: register it at app or worker start). A send that fails is only logged: the row
+    stays, and the sweep sends it.
+    """
+    loop = loop or asyncio.get_running_loop()
+    sending: set[asyncio.Task[None]] = set()
+    logger = structlog.get_logger(__name__)
+
+    async def send(job_ids: list[int]) -> None:
+        for job_id in job_ids:
+            try:
+                await task_queue.enqueue(RUN_JOB_TASK, job_id)
+            except Exception as exc:  # the broker may be down; the sweep resends the row
+                logger.warning("job not sent; the sweep will send it", job_id=job_id, error=repr(exc))
+
+    def after_commit(session: Session) -> None:
+        if session.get_nested_transaction() is not None:
+            return  # a savepoint was released; the transaction is still open
+        deferred: _Deferred | None = session.info.pop(_PENDING_KEY, None)
+        if deferred is None or deferred.transaction is not session.get_transaction() or not deferred.ids:
+            return
+        # The commit runs inside a session call: the sends go on in a task of their own.
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            task = loop.create_task(send(deferred.ids))
+            sending.add(task)
+            task.add_done_callback(sending.discard)
+        else:
+            asyncio.run_coroutine_threadsafe(send(deferred.ids), loop)
+
+    target = session_factory(database)
+    event.listen(target, "after_commit", after_commit)
+    return lambda: event.remove(target, "after_commit", after_commit)

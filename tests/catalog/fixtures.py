@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -18,6 +19,7 @@ from audioverse.catalog.models import Audiobook, Chapter
 from audioverse.catalog.services import Catalog
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
+from audioverse.jobs import TaskQueue, send_after_commit
 from audioverse.storage import build_storage
 from tests.accounts.test_auth_flow import login, register
 from tests.services import Identity
@@ -33,13 +35,21 @@ def tag() -> str:
 
 
 @pytest.fixture
-async def make_book(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> MakeBook:
+async def make_book(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, client: AsyncTestClient[Litestar]
+) -> MakeBook:
     """Insert a book (with people, genres and chapters by name) and return its id."""
-    return book_maker(settings, tmp_path_factory)
+    return book_maker(settings, tmp_path_factory, client)
 
 
-def book_maker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> MakeBook:
-    """What ``make_book`` gives, for any deployment's settings."""
+def book_maker(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, client: AsyncTestClient[Litestar] | None = None
+) -> MakeBook:
+    """What ``make_book`` gives, for any deployment's settings.
+
+    With the ``client`` of a running app, the search drain each book asks for is sent at once through
+    the app's broker on the app's loop, as the app sends its own; without it the job waits for the sweep.
+    """
     database = sqlalchemy_config(settings)
 
     async def make(
@@ -62,6 +72,10 @@ def book_maker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
             source = tmp_path_factory.mktemp("audio") / "audio.mp3"
             source.write_bytes(audio)
             await build_storage(settings).put_file(audio_key, source, "audio/mpeg")
+        stop_sending = None
+        if client is not None:
+            app_loop = client.blocking_portal.call(asyncio.get_running_loop)
+            stop_sending = send_after_commit(database, TaskQueue(client.app.state.broker), app_loop)
         async with database.get_session() as session:
             catalog = Catalog(session)
             book = Audiobook(
@@ -92,6 +106,8 @@ def book_maker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
             session.add(book)
             await session.commit()
             book_id: int = book.id
+        if stop_sending is not None:
+            stop_sending()
         await database.get_engine().dispose()
         return book_id
 

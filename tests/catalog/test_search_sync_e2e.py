@@ -106,7 +106,7 @@ async def stack(
                 # kind on an index, then 60-90 ms.
                 # The deleted book's author goes with it, warming deletions in the people index too.
                 for n in range(3):
-                    book_id = await book_maker(settings, tmp_path_factory)(
+                    book_id = await book_maker(settings, tmp_path_factory, client)(
                         title=f"Warm-up {n}", authors=(f"Warm-up Author {n}",)
                     )
                     await wait_until_index_equals_database(settings, WARM_UP_SECONDS)
@@ -252,7 +252,7 @@ async def test_an_uploaded_book_is_searchable_within_two_seconds_and_edits_and_d
 async def test_edits_made_while_meilisearch_is_down_reach_the_index_after_it_restarts(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    make_book = book_maker(stack.settings, tmp_path_factory)
+    make_book = book_maker(stack.settings, tmp_path_factory, stack.client)
     tag = secrets.token_hex(4)
     books = [await make_book(title=f"Outage {n} {tag}", authors=(f"Author {n} {tag}",)) for n in range(20)]
     await wait_until_index_equals_database(stack.settings, FRESHNESS_SECONDS * 5)
@@ -336,7 +336,7 @@ async def test_a_reindex_of_ten_thousand_books_never_leaves_a_search_failed_or_e
 async def test_a_reindex_that_loses_meilisearch_fails_cleanly_and_the_next_one_succeeds(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    make_book = book_maker(stack.settings, tmp_path_factory)
+    make_book = book_maker(stack.settings, tmp_path_factory, stack.client)
     for n in range(max(0, 60 - await count_in_database(stack.settings, COUNT_BOOKS))):
         await make_book(title=f"Rebuilt {n}")
     database = sqlalchemy_config(stack.settings)

@@ -18,6 +18,7 @@ from audioverse.db import sqlalchemy_config
 from tests.accounts.test_auth_flow import bearer
 from tests.audio_fixtures import m4b_with_chapters, mp3_with_chapters, plain, png_cover
 from tests.catalog.fixtures import Tokens
+from tests.services import until
 
 Client = AsyncTestClient[Litestar]
 
@@ -208,5 +209,9 @@ async def test_delete_removes_the_stored_objects(
     book_id = created.json()["id"]
     files = stored_files(settings)
     assert (await client.delete(f"/api/audiobooks/{book_id}/", headers=bearer(uploader))).status_code == 204
-    remaining = stored_files(settings)
-    assert len(files - remaining) == 2  # audio and cover
+
+    async def audio_and_cover_gone() -> bool:
+        # A job removes them once the delete has committed.
+        return len(files - stored_files(settings)) == 2
+
+    await until(audio_and_cover_gone, 15)

@@ -31,6 +31,8 @@ from moto.server import ThreadedMotoServer
 from redis.asyncio import Redis
 
 from audioverse.config import Settings
+from audioverse.jobs import TaskQueue, build_broker
+from tasks import register_tasks
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get("AUDIOVERSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -241,6 +243,18 @@ def run_audioverse(settings: Settings, *arguments: str) -> Iterator[subprocess.P
 def run_worker(settings: Settings) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """A real `audioverse worker` process that runs the tasks the API enqueues."""
     return run_audioverse(settings, "worker", "--workers", "1")
+
+
+async def worker_answers(settings: Settings) -> None:
+    """Wait until a worker runs a task: a worker takes seconds to start on a busy machine."""
+    broker = register_tasks(build_broker(settings), settings)
+    await broker.startup()
+    try:
+        ping = await TaskQueue(broker).enqueue("system.ping")
+        result = await ping.wait_result(timeout=WORKER_START_TIMEOUT_SECONDS)
+        assert result.return_value == "pong", result.error
+    finally:
+        await broker.shutdown()
 
 
 def run_scheduler(settings: Settings) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post, put
-from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State, UploadFile
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
@@ -39,10 +38,11 @@ from audioverse.accounts.schemas import (
 from audioverse.accounts.services import Accounts
 from audioverse.config import Settings
 from audioverse.errors import NotFound, problem_responses
-from audioverse.jobs import TaskQueue
+from audioverse.jobs import defer
 from audioverse.listening.services import user_stats
 from audioverse.mail import OutgoingEmail
 from audioverse.ratelimit import RateLimiter
+from audioverse.storage import DELETE_TASK as DELETE_STORED_OBJECTS
 from audioverse.storage import ObjectNotFound, Storage
 from audioverse.types import Id
 from audioverse.uploads import IMAGE_TYPES, identify_image_async, required_file, save_upload
@@ -74,11 +74,13 @@ def user_read(user: User) -> UserRead:
     )
 
 
-def send_after_commit(task_queue: TaskQueue, email: OutgoingEmail | None) -> BackgroundTask | None:
-    """Enqueue the email once the response (and so the transaction's commit) is done."""
-    if email is None:
-        return None
-    return BackgroundTask(task_queue.enqueue, "email.send", msgspec.to_builtins(email))
+EMAIL_TASK = "email.send"
+
+
+async def send_after_commit(session: AsyncSession, email: OutgoingEmail | None) -> None:
+    """The email leaves once ``session``'s transaction has committed, and never if it does not."""
+    if email is not None:
+        await defer(session, EMAIL_TASK, msgspec.to_builtins(email))
 
 
 def client_address(request: Request[Any, Any, Any]) -> str:
@@ -93,17 +95,13 @@ async def accept_email_request(
     address: str,
     request: Request[Any, Any, Any],
     auth_rate_limiter: RateLimiter,
-    task_queue: TaskQueue,
+    accounts: Accounts,
     email_for: Callable[[str], Awaitable[OutgoingEmail | None]],
 ) -> Response[Accepted]:
     """The same 202 whether or not ``address`` has an account; the email, if any, leaves after the commit."""
     await auth_rate_limiter.hit(f"{scope}:client:{client_address(request)}", f"{scope}:account:{address.lower()}")
-    email = await email_for(address)
-    return Response(
-        Accepted(detail=ACCEPTED_DETAIL),
-        status_code=HTTPStatus.ACCEPTED,
-        background=send_after_commit(task_queue, email),
-    )
+    await send_after_commit(accounts.session, await email_for(address))
+    return Response(Accepted(detail=ACCEPTED_DETAIL), status_code=HTTPStatus.ACCEPTED)
 
 
 class AuthController(Controller):
@@ -123,14 +121,12 @@ class AuthController(Controller):
         data: RegisterRequest,
         request: Request[Any, Any, Any],
         accounts: Accounts,
-        task_queue: TaskQueue,
         auth_rate_limiter: RateLimiter,
     ) -> Response[UserRead]:
         await auth_rate_limiter.hit(f"register:client:{client_address(request)}")
         user, email = await accounts.register(data.email, data.username, data.password)
-        return Response(
-            user_read(user), status_code=HTTPStatus.CREATED, background=send_after_commit(task_queue, email)
-        )
+        await send_after_commit(accounts.session, email)
+        return Response(user_read(user), status_code=HTTPStatus.CREATED)
 
     @post(
         "/verify-email",
@@ -153,11 +149,10 @@ class AuthController(Controller):
         data: EmailRequest,
         request: Request[Any, Any, Any],
         accounts: Accounts,
-        task_queue: TaskQueue,
         auth_rate_limiter: RateLimiter,
     ) -> Response[Accepted]:
         return await accept_email_request(
-            "resend", data.email, request, auth_rate_limiter, task_queue, accounts.resend_verification
+            "resend", data.email, request, auth_rate_limiter, accounts, accounts.resend_verification
         )
 
     @post(
@@ -207,11 +202,10 @@ class AuthController(Controller):
         data: EmailRequest,
         request: Request[Any, Any, Any],
         accounts: Accounts,
-        task_queue: TaskQueue,
         auth_rate_limiter: RateLimiter,
     ) -> Response[Accepted]:
         return await accept_email_request(
-            "reset", data.email, request, auth_rate_limiter, task_queue, accounts.password_reset_email
+            "reset", data.email, request, auth_rate_limiter, accounts, accounts.password_reset_email
         )
 
     @post(
@@ -245,8 +239,7 @@ class ProfileController(Controller):
         data: ProfileReplace,
         request: Request[User, Any, Any],
         accounts: Accounts,
-        task_queue: TaskQueue,
-    ) -> Response[UserRead]:
+    ) -> UserRead:
         email = await accounts.update_profile(
             request.user,
             email=data.email,
@@ -254,21 +247,21 @@ class ProfileController(Controller):
             bio=data.bio,
             default_playback_speed=data.default_playback_speed,
         )
-        return Response(user_read(request.user), background=send_after_commit(task_queue, email))
+        await send_after_commit(accounts.session, email)
+        return user_read(request.user)
 
     @patch(
         "/me",
         summary="Change some of the caller's profile fields",
         responses=problem_responses(HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY),
     )
-    async def update(
-        self, data: ProfilePatch, request: Request[User, Any, Any], accounts: Accounts, task_queue: TaskQueue
-    ) -> Response[UserRead]:
+    async def update(self, data: ProfilePatch, request: Request[User, Any, Any], accounts: Accounts) -> UserRead:
         fields = {
             name: None if value is msgspec.UNSET else value for name, value in msgspec.structs.asdict(data).items()
         }
         email = await accounts.update_profile(request.user, **fields)
-        return Response(user_read(request.user), background=send_after_commit(task_queue, email))
+        await send_after_commit(accounts.session, email)
+        return user_read(request.user)
 
     @put(
         "/me/picture",
@@ -283,7 +276,7 @@ class ProfileController(Controller):
         storage: Storage,
         settings: Settings,
         db_session: AsyncSession,
-    ) -> Response[UserRead]:
+    ) -> UserRead:
         upload = required_file(data.get("picture"), "picture", "image")
         user = request.user
         with tempfile.TemporaryDirectory() as scratch:
@@ -295,8 +288,10 @@ class ProfileController(Controller):
         previous = user.profile_picture_key
         user.profile_picture_key = key
         await db_session.flush()
-        cleanup = BackgroundTask(storage.delete, previous) if previous else None
-        return Response(user_read(user), background=cleanup)
+        if previous:
+            # The old picture goes once the new key has committed; were the commit to fail, the row keeps it.
+            await defer(db_session, DELETE_STORED_OBJECTS, [previous])
+        return user_read(user)
 
     @get(
         "/me/stats",

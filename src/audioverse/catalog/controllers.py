@@ -8,8 +8,7 @@ from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post, put
-from litestar.background_tasks import BackgroundTask
+from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ValidationException
@@ -40,6 +39,8 @@ from audioverse.catalog.seed import SHARED_AUDIO_PREFIX
 from audioverse.catalog.services import AudiobookQuery, Catalog
 from audioverse.config import Settings
 from audioverse.errors import NotFound, PayloadTooLarge, problem_responses
+from audioverse.jobs import defer
+from audioverse.storage import DELETE_TASK as DELETE_STORED_OBJECTS
 from audioverse.storage import ObjectNotFound, Storage
 from audioverse.types import Id, OptionalId, Page, text_query
 from audioverse.uploads import IMAGE_TYPES
@@ -227,20 +228,14 @@ class AudiobookController(Controller):
         description="Its audio and cover leave storage once the deletion has committed.",
         responses=problem_responses(HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND),
     )
-    async def delete_audiobook(
-        self, audiobook_id: Id, catalog: Catalog, storage: Storage, request: Request[User, Any, Any]
-    ) -> Response[None]:
+    async def delete_audiobook(self, audiobook_id: Id, catalog: Catalog, request: Request[User, Any, Any]) -> None:
         book = await self._editable(audiobook_id, catalog, request.user)
         # Large demo catalogs share a few recordings; those stay for the other books.
         keys = [key for key in (book.audio_key, book.cover_key) if key and not key.startswith(SHARED_AUDIO_PREFIX)]
         await catalog.session.delete(book)
         await catalog.session.flush()
-
-        async def remove_objects() -> None:
-            for key in keys:
-                await storage.delete(key)
-
-        return Response(None, status_code=HTTPStatus.NO_CONTENT, background=BackgroundTask(remove_objects))
+        if keys:
+            await defer(catalog.session, DELETE_STORED_OBJECTS, keys)
 
     @get("/{audiobook_id:int}/chapters", summary="Chapters, in order", opt=PUBLIC, responses=NOT_FOUND)
     async def get_chapters(self, audiobook_id: Id, catalog: Catalog) -> list[ChapterRead]:

@@ -35,7 +35,6 @@ from search.documents import AudiobookDocument, GenreRef, PersonDocument, Person
 from search.embedded import EmbeddedSearchEngine
 from search.meilisearch import MeilisearchEngine
 
-DRAIN_TASK = "search.drain"
 REINDEX_TASK = "search.reindex"
 REINDEX_STATUS_KEY = "reindex"
 REINDEX_LEASE_KEY = "reindex:lease"
@@ -44,6 +43,7 @@ REINDEX_LEASE_SECONDS = 600
 REINDEX_CLAIM_LOCK_ID = 0x41565249
 """The PostgreSQL advisory lock key that serializes reindex claims ("AVRI")."""
 REINDEX_ABANDONED = "The reindex stopped without finishing (its process ended); start another."
+REINDEX_NOT_STARTED = "The reindex could not be started (its job was not saved); start another."
 REINDEX_BATCHES_AHEAD = 2
 """Batches read from the database ahead of the engine during a reindex."""
 REINDEX_LOADS_IN_FLIGHT = 3
@@ -253,6 +253,12 @@ async def claim_reindex(store: Store, session: AsyncSession) -> ReindexStatus:
     status = ReindexStatus(state="running", job_id=uuid.uuid4().hex, started_at=datetime.now(UTC))
     await write_status(store, status)
     return status
+
+
+async def abandon_claim(store: Store, status: ReindexStatus) -> None:
+    """Release a claim whose job was never saved, so it reads as failed now rather than running for the lease."""
+    failed = msgspec.structs.replace(status, state="failed", error=REINDEX_NOT_STARTED, finished_at=datetime.now(UTC))
+    await write_status(store, failed)
 
 
 async def reindex(

@@ -1,8 +1,11 @@
-"""Writes a search-outbox row for every catalog change, inside the flush that makes the change."""
+"""Writes a search-outbox row for every catalog change, inside the flush that makes the change.
+
+The same transaction defers one ``search.drain`` job (see :mod:`audioverse.jobs`), which applies the
+rows to the search engine once the change has committed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event, insert, inspect
@@ -17,9 +20,10 @@ from audioverse.catalog.models import (
     OutboxEntity,
     OutboxOperation,
 )
+from audioverse.jobs import defer_sync
 
 Change = tuple[OutboxEntity, int, OutboxOperation]
-PENDING_KEY = "audioverse.catalog_outbox_pending"
+DRAIN_TASK = "search.drain"
 
 
 def _people_recounted(book: Audiobook, *, whole: bool) -> set[Change]:
@@ -64,36 +68,13 @@ def _changes(session: Session) -> set[Change]:
     return changes
 
 
-# Called after a transaction that wrote outbox rows commits (the composition root sets it: it asks
-# a worker to drain the outbox now rather than at the next periodic sweep).
-_after_commit_hooks: list[Callable[[], None]] = []
-
-
-def on_catalog_commit(hook: Callable[[], None]) -> Callable[[], None]:
-    """Run ``hook`` after every commit that wrote outbox rows; returns a function that removes it."""
-    _after_commit_hooks.append(hook)
-    return lambda: _after_commit_hooks.remove(hook)
-
-
-@event.listens_for(Session, "after_commit")
-def kick_after_commit(session: Session) -> None:
-    if session.info.pop(PENDING_KEY, False):
-        for hook in list(_after_commit_hooks):
-            hook()
-
-
-@event.listens_for(Session, "after_rollback")
-def forget_after_rollback(session: Session) -> None:
-    session.info.pop(PENDING_KEY, None)
-
-
 @event.listens_for(Session, "after_flush")
 def record_catalog_changes(session: Session, flush_context: UOWTransaction) -> None:
     """Same transaction, same connection: the row exists exactly when the change commits."""
     if changes := _changes(session):
-        session.info[PENDING_KEY] = True
         rows: list[dict[str, Any]] = [
             {"entity": entity, "entity_id": entity_id, "operation": operation}
             for entity, entity_id, operation in sorted(changes)
         ]
         session.connection().execute(insert(CatalogOutbox), rows)
+        defer_sync(session, DRAIN_TASK)

@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.auth import PUBLIC, requires_curator
 from audioverse.catalog.controllers import CATALOG_FILTERS, audiobook_read
-from audioverse.catalog.indexing import REINDEX_TASK, claim_reindex, pending_changes, read_status
+from audioverse.catalog.indexing import REINDEX_TASK, abandon_claim, claim_reindex, pending_changes, read_status
 from audioverse.catalog.models import Audiobook
 from audioverse.catalog.schemas import AudiobookRead
 from audioverse.catalog.services import LIST_LOAD
 from audioverse.errors import FieldError, ServiceUnavailable, Unprocessable, problem_responses
-from audioverse.jobs import TaskQueue
+from audioverse.jobs import defer
 from audioverse.types import Page, text_query
 from search import SearchEngine, SearchEngineUnavailable
 from search.query import FACET_NAMES, MAX_SUGGESTIONS, Highlights, SearchFilters, SearchQuery, SortOption, Suggestions
@@ -163,9 +163,16 @@ class SearchAdminController(Controller):
         status_code=HTTPStatus.ACCEPTED,
         responses=problem_responses(HTTPStatus.FORBIDDEN, HTTPStatus.CONFLICT),
     )
-    async def reindex(self, state: State, db_session: AsyncSession, task_queue: TaskQueue) -> ReindexJob:
+    async def reindex(self, state: State, db_session: AsyncSession) -> ReindexJob:
         status = await claim_reindex(state.search_store, db_session)
-        await task_queue.enqueue(REINDEX_TASK, msgspec.to_builtins(status))
+        await defer(db_session, REINDEX_TASK, msgspec.to_builtins(status))
+        try:
+            # Committed here rather than after the handler: a claim whose job was not saved must not
+            # read as running until its lease lapses.
+            await db_session.commit()
+        except Exception:
+            await abandon_claim(state.search_store, status)
+            raise
         assert status.job_id is not None  # noqa: S101 - claim_reindex always sets it
         return ReindexJob(job_id=status.job_id)
 

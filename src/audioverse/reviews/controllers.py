@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
-from litestar.background_tasks import BackgroundTask
 from litestar.di import Provide
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audioverse.accounts.auth import PUBLIC, requires_curator, requires_verified
 from audioverse.accounts.models import User
 from audioverse.errors import problem_responses
-from audioverse.jobs import TaskQueue
+from audioverse.jobs import defer
 from audioverse.reviews.models import Review
 from audioverse.reviews.schemas import Moderation, ReviewCreate, ReviewPage, ReviewRead, ReviewUpdate
 from audioverse.reviews.services import Reviews, ReviewSort
@@ -45,9 +44,9 @@ def review_read(review: Review) -> ReviewRead:
     )
 
 
-def recompute_after_commit(task_queue: TaskQueue, audiobook_id: int) -> BackgroundTask:
-    """The book's aggregates follow once this change has committed."""
-    return BackgroundTask(task_queue.enqueue, AGGREGATE_TASK, [audiobook_id])
+async def recompute_after_commit(reviews: Reviews, audiobook_id: int) -> None:
+    """The book's aggregates follow once this change has committed, and not if it does not."""
+    await defer(reviews.session, AGGREGATE_TASK, [audiobook_id])
 
 
 class BookReviewsController(Controller):
@@ -80,15 +79,11 @@ class BookReviewsController(Controller):
         audiobook_id: Id,
         data: ReviewCreate,
         reviews: Reviews,
-        task_queue: TaskQueue,
         request: Request[User, Any, Any],
     ) -> Response[ReviewRead]:
         review = await reviews.create(request.user, audiobook_id, data.rating, data.review_text)
-        return Response(
-            review_read(review),
-            status_code=HTTPStatus.CREATED,
-            background=recompute_after_commit(task_queue, audiobook_id),
-        )
+        await recompute_after_commit(reviews, audiobook_id)
+        return Response(review_read(review), status_code=HTTPStatus.CREATED)
 
 
 class ReviewController(Controller):
@@ -102,9 +97,8 @@ class ReviewController(Controller):
         review_id: Id,
         data: ReviewUpdate,
         reviews: Reviews,
-        task_queue: TaskQueue,
         request: Request[User, Any, Any],
-    ) -> Response[ReviewRead]:
+    ) -> ReviewRead:
         fields = msgspec.structs.asdict(data)
         review = await reviews.update(
             request.user,
@@ -112,7 +106,8 @@ class ReviewController(Controller):
             rating=None if fields["rating"] is msgspec.UNSET else fields["rating"],
             text=None if fields["review_text"] is msgspec.UNSET else fields["review_text"],
         )
-        return Response(review_read(review), background=recompute_after_commit(task_queue, review.audiobook_id))
+        await recompute_after_commit(reviews, review.audiobook_id)
+        return review_read(review)
 
     @put("/", summary="Edit your review", responses=WRITE_ERRORS)
     async def replace_review(
@@ -120,20 +115,15 @@ class ReviewController(Controller):
         review_id: Id,
         data: ReviewUpdate,
         reviews: Reviews,
-        task_queue: TaskQueue,
         request: Request[User, Any, Any],
-    ) -> Response[ReviewRead]:
-        updated: Response[ReviewRead] = await self.update_review.fn(self, review_id, data, reviews, task_queue, request)
+    ) -> ReviewRead:
+        updated: ReviewRead = await self.update_review.fn(self, review_id, data, reviews, request)
         return updated
 
     @delete("/", summary="Delete a review (its author or a curator)", responses=WRITE_ERRORS)
-    async def delete_review(
-        self, review_id: Id, reviews: Reviews, task_queue: TaskQueue, request: Request[User, Any, Any]
-    ) -> Response[None]:
+    async def delete_review(self, review_id: Id, reviews: Reviews, request: Request[User, Any, Any]) -> None:
         audiobook_id = await reviews.delete(request.user, review_id)
-        return Response(
-            None, status_code=HTTPStatus.NO_CONTENT, background=recompute_after_commit(task_queue, audiobook_id)
-        )
+        await recompute_after_commit(reviews, audiobook_id)
 
     @post(
         "/helpful",
@@ -169,8 +159,8 @@ class ReviewController(Controller):
         review_id: Id,
         data: Moderation,
         reviews: Reviews,
-        task_queue: TaskQueue,
         request: Request[User, Any, Any],
-    ) -> Response[ReviewRead]:
+    ) -> ReviewRead:
         review = await reviews.moderate(request.user, review_id, data.status, data.reason)
-        return Response(review_read(review), background=recompute_after_commit(task_queue, review.audiobook_id))
+        await recompute_after_commit(reviews, review.audiobook_id)
+        return review_read(review)

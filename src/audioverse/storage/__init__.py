@@ -6,6 +6,7 @@ from audioverse.storage.local import LocalStorage
 from audioverse.storage.s3 import S3Storage
 
 __all__ = [
+    "DELETE_TASK",
     "LocalStorage",
     "ObjectInfo",
     "ObjectNotFound",
@@ -14,6 +15,9 @@ __all__ = [
     "StorageUnavailable",
     "build_storage",
 ]
+
+DELETE_TASK = "storage.delete"
+"""The job that removes ``keys`` once the write that dropped them commits: ``defer(session, DELETE_TASK, keys)``."""
 
 
 def build_storage(settings: Settings) -> Storage:
