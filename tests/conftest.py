@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 from audioverse.app import create_app
 from audioverse.config import Settings
 from tests.services import (
+    TEST_HASHING,
     Identity,
     Mailbox,
     MeilisearchServer,
@@ -66,7 +67,9 @@ def settings(profile: str, data_root: Path, request: pytest.FixtureRequest) -> S
     """Settings of the profile under test; each profile keeps its own data directory."""
     data_dir = data_root / profile
     if profile == "embedded":
-        return Settings(data_dir=data_dir, auth_rate_limit=1000, seed_demo_on_startup=False)
+        return Settings(
+            data_dir=data_dir, auth_rate_limit=1000, seed_demo_on_startup=False, password_hash_profile=TEST_HASHING
+        )
     database_url: str = request.getfixturevalue("postgres_database")
     namespace: str = request.getfixturevalue("redis_namespace")
     smtp: SmtpServer = request.getfixturevalue("session_smtp")
