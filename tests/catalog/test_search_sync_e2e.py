@@ -61,6 +61,8 @@ from tests.services import (
     until,
 )
 
+pytestmark = pytest.mark.slow
+
 Client = AsyncTestClient[Litestar]
 # What a listener may wait, after an upload returns, before the book turns up in search.
 FRESHNESS_SECONDS = 2.0
