@@ -25,6 +25,7 @@ from tests.services import (
     run_moto_s3,
     run_smtp,
     run_worker,
+    worker_answers,
 )
 
 PROFILES = ["embedded", "production"]
@@ -80,12 +81,13 @@ def settings(profile: str, data_root: Path, request: pytest.FixtureRequest) -> S
 
 
 @pytest.fixture(scope="session")
-def background_worker(settings: Settings, profile: str) -> Iterator[subprocess.Popen[bytes] | None]:
-    """In production a real `audioverse worker` process runs the tasks the API enqueues."""
+async def background_worker(settings: Settings, profile: str) -> AsyncIterator[subprocess.Popen[bytes] | None]:
+    """In production a real `audioverse worker` process runs the tasks the API enqueues, once it answers."""
     if profile == "embedded":
         yield None
         return
     with run_worker(settings) as process:
+        await worker_answers(settings)
         yield process
 
 

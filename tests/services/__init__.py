@@ -31,6 +31,7 @@ from moto.server import ThreadedMotoServer
 from redis.asyncio import Redis
 
 from audioverse.config import PasswordHashProfile, Settings
+from audioverse.jobs import TaskQueue, build_broker
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get("AUDIOVERSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -243,6 +244,17 @@ def run_audioverse(settings: Settings, *arguments: str) -> Iterator[subprocess.P
 def run_worker(settings: Settings) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """A real `audioverse worker` process that runs the tasks the API enqueues."""
     return run_audioverse(settings, "worker", "--workers", "1")
+
+
+async def worker_answers(settings: Settings) -> None:
+    """Wait for the worker to run a task: tests measure a running system, not a cold start."""
+    broker = build_broker(settings)
+    await broker.startup()
+    try:
+        ping = await TaskQueue(broker).enqueue("system.ping")
+        assert (await ping.wait_result(timeout=WORKER_START_TIMEOUT_SECONDS)).return_value == "pong"
+    finally:
+        await broker.shutdown()
 
 
 def run_scheduler(settings: Settings) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
