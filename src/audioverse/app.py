@@ -77,7 +77,13 @@ def register_tasks(
     The service names tasks but never imports them: ``tasks`` sits above ``audioverse`` and plugs in
     here, as the worker command names ``tasks.worker:broker``.
     """
-    (registry,) = entry_points(group=TASK_REGISTRY_ENTRY_POINTS)
+    registries = entry_points(group=TASK_REGISTRY_ENTRY_POINTS)
+    if len(registries) != 1:
+        raise RuntimeError(
+            f"Expected one {TASK_REGISTRY_ENTRY_POINTS!r} entry point, found {len(registries)}: install the project "
+            "(uv sync) so its metadata declares the task registry."
+        )
+    (registry,) = registries
     registry.load()(broker, settings, search=search, search_store=search_store)
 
 
