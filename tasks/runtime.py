@@ -8,18 +8,14 @@ from typing import Annotated
 
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from litestar.stores.base import Store
-from litestar.stores.memory import MemoryStore
-from litestar.stores.redis import RedisStore
 from taskiq import AsyncBroker, Context, TaskiqDepends, TaskiqEvents, TaskiqState
 
-from audioverse.catalog.indexing import build_search_engine
+from audioverse.catalog.indexing import build_search_engine, search_store_for
 from audioverse.config import Settings
 from audioverse.db import ensure_data_dir, sqlalchemy_config
 from audioverse.jobs import TaskQueue, send_after_commit
 from audioverse.storage import Storage, build_storage
 from search import SearchEngine
-
-SEARCH_STORE_NAMESPACE = "search"
 
 
 @dataclass
@@ -34,14 +30,6 @@ class TaskResources:
     running_jobs: set[int] = field(default_factory=set)
     """Jobs this process is running: on SQLite, where no row lock says so, a second send of one skips it."""
     stop_sending_jobs: Callable[[], None] = lambda: None
-
-
-def search_store_for(settings: Settings) -> Store:
-    """Where reindex progress lives: Redis (shared by API and workers) or this process's memory."""
-    if settings.redis_url:
-        root = RedisStore.with_client(url=settings.redis_url, namespace=settings.redis_namespace)
-        return root.with_namespace(SEARCH_STORE_NAMESPACE)
-    return MemoryStore()
 
 
 def install_resources(

@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 from audioverse.app import create_app
 from audioverse.config import Settings
 from tests.services import (
+    TEST_HASHING,
     Identity,
     Mailbox,
     MeilisearchServer,
@@ -67,7 +68,9 @@ def settings(profile: str, data_root: Path, request: pytest.FixtureRequest) -> S
     """Settings of the profile under test; each profile keeps its own data directory."""
     data_dir = data_root / profile
     if profile == "embedded":
-        return Settings(data_dir=data_dir, auth_rate_limit=1000, seed_demo_on_startup=False)
+        return Settings(
+            data_dir=data_dir, auth_rate_limit=1000, seed_demo_on_startup=False, password_hash_profile=TEST_HASHING
+        )
     database_url: str = request.getfixturevalue("postgres_database")
     namespace: str = request.getfixturevalue("redis_namespace")
     smtp: SmtpServer = request.getfixturevalue("session_smtp")
@@ -79,7 +82,7 @@ def settings(profile: str, data_root: Path, request: pytest.FixtureRequest) -> S
 
 @pytest.fixture(scope="session")
 async def background_worker(settings: Settings, profile: str) -> AsyncIterator[subprocess.Popen[bytes] | None]:
-    """In production a real `audioverse worker` process runs the tasks the API enqueues (once it answers)."""
+    """In production a real `audioverse worker` process runs the tasks the API enqueues, once it answers."""
     if profile == "embedded":
         yield None
         return

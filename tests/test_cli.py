@@ -16,13 +16,18 @@ import pytest
 from audioverse.cli import single_process_parts
 from audioverse.config import Settings
 from search.embedded import EmbeddedSearchEngine
-from tests.services import TEST_SECRET_KEY, free_port
+from tests.services import TEST_HASHING, TEST_SECRET_KEY, free_port
 
 AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
 
 
 def run_cli(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "AUDIOVERSE_DATA_DIR": str(data_dir), **(env or {})}
+    environment = {
+        **os.environ,
+        "AUDIOVERSE_DATA_DIR": str(data_dir),
+        "AUDIOVERSE_PASSWORD_HASH_PROFILE": TEST_HASHING,
+        **(env or {}),
+    }
     return subprocess.run(
         [AUDIOVERSE, *args], capture_output=True, text=True, env=environment, timeout=120, check=False
     )
@@ -43,6 +48,7 @@ def test_database_upgrade_and_downgrade(tmp_path: Path) -> None:
     assert downgrade.returncode == 0, downgrade.stderr + downgrade.stdout
 
 
+@pytest.mark.slow
 def test_run_serves_the_api_on_the_given_port(tmp_path: Path) -> None:
     port = free_port()
     environment = {**os.environ, "AUDIOVERSE_DATA_DIR": str(tmp_path / "var")}

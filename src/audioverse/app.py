@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
 
 import structlog
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
@@ -20,11 +21,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
 from litestar.response import Redirect
+from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
 from redis.asyncio import Redis
-from taskiq import InMemoryBroker
+from taskiq import AsyncBroker, InMemoryBroker
 
 from audioverse import __version__
 from audioverse.accounts.auth import build_jwt_auth
@@ -37,7 +39,7 @@ from audioverse.catalog.controllers import (
     GenreController,
     NarratorController,
 )
-from audioverse.catalog.indexing import build_search_engine
+from audioverse.catalog.indexing import build_search_engine, search_store_for
 from audioverse.catalog.search_controllers import SearchAdminController, SearchController
 from audioverse.catalog.seed import DemoSeeder
 from audioverse.cli import AudioverseCLIPlugin
@@ -58,13 +60,31 @@ from audioverse.model_registry import catalog_outbox  # noqa: F401  (outbox rows
 from audioverse.ratelimit import RateLimiter, window_counter
 from audioverse.reviews.controllers import BookReviewsController, ReviewController
 from audioverse.signing import resolve_secret_key
+from audioverse.stats.controllers import UserStatsController
 from audioverse.storage import Storage, build_storage
 from audioverse.types import PAGE_DEPENDENCY
 from search import SearchEngine, SearchEngineError
-from tasks import register_tasks
-from tasks.runtime import search_store_for
 
 OPENAPI_PATH = "/api/schema"
+TASK_REGISTRY_ENTRY_POINTS = "audioverse.tasks"
+
+
+def register_tasks(
+    broker: AsyncBroker, settings: Settings, *, search: SearchEngine | None, search_store: Store | None
+) -> None:
+    """Register the tasks on ``broker`` through the entry point the ``tasks`` package declares.
+
+    The service names tasks but never imports them: ``tasks`` sits above ``audioverse`` and plugs in
+    here, as the worker command names ``tasks.worker:broker``.
+    """
+    registries = entry_points(group=TASK_REGISTRY_ENTRY_POINTS)
+    if len(registries) != 1:
+        raise RuntimeError(
+            f"Expected one {TASK_REGISTRY_ENTRY_POINTS!r} entry point, found {len(registries)}: install the project "
+            "(uv sync) so its metadata declares the task registry."
+        )
+    (registry,) = registries
+    registry.load()(broker, settings, search=search, search_store=search_store)
 
 
 @get("/api/docs", include_in_schema=False, cache=False)
@@ -196,6 +216,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             docs_redirect,
             AuthController,
             ProfileController,
+            UserStatsController,
             AdminUsersController,
             AudiobookController,
             AuthorController,

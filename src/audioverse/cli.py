@@ -18,7 +18,7 @@ from taskiq.cli.worker.run import run_worker
 
 from audioverse.accounts.auth import build_jwt_auth
 from audioverse.accounts.services import Accounts
-from audioverse.catalog.indexing import build_search_engine, claim_reindex, reindex
+from audioverse.catalog.indexing import build_search_engine, claim_reindex, reindex, search_store_for
 from audioverse.catalog.seed import DEMO_PASSWORD, DEMO_USERS, DemoSeeder
 from audioverse.config import Settings
 from audioverse.db import migrate_to_head, sqlalchemy_config
@@ -26,7 +26,6 @@ from audioverse.errors import DomainError
 from audioverse.signing import resolve_secret_key
 from audioverse.storage import build_storage
 from search import SearchEngineError
-from tasks.runtime import search_store_for
 
 APP_PATH = "audioverse.app:create_app"
 

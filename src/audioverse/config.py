@@ -10,6 +10,8 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import msgspec
 
 ENV_PREFIX = "AUDIOVERSE_"
+# argon2-cffi's parameter profiles (argon2.profiles); "cheapest" is for test suites only.
+PasswordHashProfile = Literal["rfc_9106_low_memory", "rfc_9106_high_memory", "cheapest"]
 
 
 class SettingsError(ValueError):
@@ -57,6 +59,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     refresh_token_days: int = 30
     email_verification_hours: int = 48
     password_reset_minutes: int = 60
+    password_hash_profile: PasswordHashProfile = "rfc_9106_low_memory"  # noqa: S105 - a cost profile, no secret
     auth_rate_limit: int = 10
     auth_rate_window_seconds: int = 300
     max_picture_bytes: int = 5 * 1024 * 1024

@@ -12,6 +12,7 @@ from litestar.testing import TestClient
 
 from audioverse.app import create_app
 from audioverse.config import Settings
+from tests.services import TEST_HASHING
 
 ROUTES = [
     "/api/auth/register/",
@@ -47,7 +48,12 @@ bodies = st.one_of(
 @pytest.fixture(scope="module")
 def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:  # type: ignore[type-arg]
     app = create_app(
-        Settings(data_dir=tmp_path_factory.mktemp("fuzz"), auth_rate_limit=10**9, seed_demo_on_startup=False)
+        Settings(
+            data_dir=tmp_path_factory.mktemp("fuzz"),
+            auth_rate_limit=10**9,
+            seed_demo_on_startup=False,
+            password_hash_profile=TEST_HASHING,
+        )
     )
     with TestClient(app) as client:
         yield client  # type: ignore[misc]

@@ -11,9 +11,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from audioverse.app import create_app
-from audioverse.catalog.indexing import REINDEX_LEASE_KEY, ReindexStatus, write_status
+from audioverse.catalog.indexing import REINDEX_LEASE_KEY, ReindexStatus, search_store_for, write_status
 from audioverse.config import Settings
-from tasks.runtime import search_store_for
 from tests.accounts.test_auth_flow import bearer
 from tests.catalog.fixtures import MakeBook, Tokens
 from tests.services import free_port

@@ -39,7 +39,6 @@ from audioverse.catalog.indexing import (
 from audioverse.catalog.models import Audiobook, CatalogOutbox
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
-from audioverse.jobs import TaskQueue, build_broker
 from search import SearchEngineUnavailable
 from search.meilisearch import audiobook_payload, person_payload
 from tests.accounts.test_auth_flow import bearer
@@ -59,7 +58,10 @@ from tests.services import (
     run_scheduler,
     run_worker,
     until,
+    worker_answers,
 )
+
+pytestmark = pytest.mark.slow
 
 Client = AsyncTestClient[Litestar]
 # What a listener may wait, after an upload returns, before the book turns up in search.
@@ -114,17 +116,6 @@ async def stack(
                 assert deleted.status_code == 204, deleted.text
                 await wait_until_index_equals_database(settings, WARM_UP_SECONDS)
                 yield Stack(settings, meilisearch_of_its_own, client, curator)
-
-
-async def worker_answers(settings: Settings) -> None:
-    """Wait for the worker to run a task: freshness is measured from a running system, not a cold start."""
-    broker = build_broker(settings)
-    await broker.startup()
-    try:
-        ping = await TaskQueue(broker).enqueue("system.ping")
-        assert (await ping.wait_result(timeout=WORKER_START_TIMEOUT_SECONDS)).return_value == "pong"
-    finally:
-        await broker.shutdown()
 
 
 async def database_documents(settings: Settings) -> tuple[dict[int, Any], dict[str, Any]]:

@@ -16,6 +16,8 @@ from playwright.sync_api import sync_playwright
 from tests.audio_fixtures import ffmpeg
 from tests.services import free_port, service_missing
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path("/usr/bin/chromium")
 AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
 CHROMIUM_FLAGS = [

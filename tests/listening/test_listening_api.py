@@ -11,8 +11,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from audioverse.listening.services import streaks
 from audioverse.signing import verify_stream_token
+from audioverse.stats.services import streaks
 from tests.accounts.test_auth_flow import bearer
 from tests.catalog.fixtures import MakeBook, Tokens
 from tests.catalog.test_catalog_api import counted_statements

@@ -23,6 +23,8 @@ from audioverse.listening.streaming import stream_object
 from audioverse.storage import LocalStorage
 from tests.listening.nginx import NginxServer, run_nginx
 
+pytestmark = pytest.mark.slow
+
 CONTENT_TYPE = "audio/mpeg"
 AUDIO = random.Random(9110).randbytes(100_003)
 FILES = {"audio.mp3": AUDIO, "empty.mp3": b"", "one.mp3": b"\x7f"}

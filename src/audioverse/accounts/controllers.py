@@ -33,13 +33,11 @@ from audioverse.accounts.schemas import (
     TokenPair,
     TokenRequest,
     UserRead,
-    UserStats,
 )
 from audioverse.accounts.services import Accounts
 from audioverse.config import Settings
 from audioverse.errors import NotFound, problem_responses
 from audioverse.jobs import defer
-from audioverse.listening.services import user_stats
 from audioverse.mail import OutgoingEmail
 from audioverse.ratelimit import RateLimiter
 from audioverse.storage import DELETE_TASK as DELETE_STORED_OBJECTS
@@ -292,15 +290,6 @@ class ProfileController(Controller):
             # The old picture goes once the new key has committed; were the commit to fail, the row keeps it.
             await defer(db_session, DELETE_STORED_OBJECTS, [previous])
         return user_read(user)
-
-    @get(
-        "/me/stats",
-        summary="The caller's listening statistics",
-        description="Listening time counts forward playback only, at most wall-clock time times speed: seeking "
-        "forward adds nothing. `listening_by_day` covers the last 30 UTC days, oldest first.",
-    )
-    async def stats(self, request: Request[User, Any, Any], db_session: AsyncSession) -> UserStats:
-        return msgspec.convert(await user_stats(db_session, request.user.id), UserStats)
 
     @get(
         "/{user_id:int}/picture",

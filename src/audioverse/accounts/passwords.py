@@ -6,16 +6,29 @@ from functools import cache
 from pathlib import Path
 
 import anyio
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from audioverse.config import PasswordHashProfile
 from audioverse.errors import FieldError, Unprocessable
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
-_hasher = PasswordHasher()  # argon2-cffi's defaults are Argon2id with RFC 9106's low-memory profile
-# Verified against when an account does not exist, so unknown accounts take as long as wrong passwords.
-_DUMMY_HASH = _hasher.hash("audioverse-timing-equaliser")
+DEFAULT_PROFILE: PasswordHashProfile = "rfc_9106_low_memory"
+
+
+class Hashing:
+    """An Argon2 hasher with argon2-cffi's parameter profile, and a hash of its own cost to verify against."""
+
+    def __init__(self, profile: PasswordHashProfile) -> None:
+        self.hasher = PasswordHasher.from_parameters(getattr(profiles, profile.upper()))
+        # Verified against when an account does not exist, so unknown accounts take as long as wrong passwords.
+        self.dummy_hash = self.hasher.hash("audioverse-timing-equaliser")
+
+
+@cache
+def hashing(profile: PasswordHashProfile = DEFAULT_PROFILE) -> Hashing:
+    return Hashing(profile)
 
 
 @cache
@@ -48,17 +61,23 @@ def ensure_strong(password: str, *, username: str, email: str, field: str = "pas
         )
 
 
-async def hash_password(password: str) -> str:
+async def hash_password(password: str, profile: PasswordHashProfile = DEFAULT_PROFILE) -> str:
     # Argon2 is deliberately slow: keep it off the event loop.
-    return await anyio.to_thread.run_sync(_hasher.hash, password)
+    return await anyio.to_thread.run_sync(hashing(profile).hasher.hash, password)
 
 
-async def verify_password(password_hash: str | None, password: str) -> bool:
-    """Whether ``password`` matches; with no hash, spend the same time and answer no."""
+async def verify_password(
+    password_hash: str | None, password: str, profile: PasswordHashProfile = DEFAULT_PROFILE
+) -> bool:
+    """Whether ``password`` matches; with no hash, spend the same time and answer no.
+
+    A hash carries its own parameters, so hashes made under another profile still verify.
+    """
+    active = hashing(profile)
 
     def verify() -> bool:
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+            return active.hasher.verify(password_hash or active.dummy_hash, password) and password_hash is not None
         except (VerificationError, InvalidHashError):
             return False
 

@@ -81,7 +81,7 @@ class Accounts:
             User(
                 email=email,
                 username=username,
-                password_hash=await hash_password(password),
+                password_hash=await hash_password(password, self.settings.password_hash_profile),
                 credentials_changed_at=utcnow(),
             ),
             auto_commit=False,
@@ -97,7 +97,9 @@ class Accounts:
 
     async def authenticate(self, username_or_email: str, password: str) -> User:
         user = await self.users.find_by_login(username_or_email)
-        valid = await verify_password(user.password_hash if user else None, password)
+        valid = await verify_password(
+            user.password_hash if user else None, password, self.settings.password_hash_profile
+        )
         if user is None or not valid:
             raise Unauthorized(INVALID_CREDENTIALS)
         return user
@@ -258,7 +260,7 @@ class Accounts:
         stored = await self._spend_email_token(token, EmailTokenPurpose.PASSWORD_RESET)
         user = await self.users.get(stored.user_id)
         ensure_strong(new_password, username=user.username, email=user.email, field="new_password")
-        user.password_hash = await hash_password(new_password)
+        user.password_hash = await hash_password(new_password, self.settings.password_hash_profile)
         user.credentials_changed_at = utcnow()
         # Following the emailed link proves the address, too.
         user.is_verified = user.is_verified or user.email == stored.email

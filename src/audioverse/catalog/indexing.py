@@ -13,10 +13,11 @@ import msgspec
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from anyio.abc import TaskGroup
 from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audioverse.catalog.controllers import cover_url
 from audioverse.catalog.models import (
     Audiobook,
     Author,
@@ -28,6 +29,7 @@ from audioverse.catalog.models import (
     audiobook_narrator,
 )
 from audioverse.catalog.services import LIST_LOAD
+from audioverse.catalog.views import cover_url
 from audioverse.config import Settings
 from audioverse.errors import Conflict
 from search import SearchEngine, SearchEngineError
@@ -35,6 +37,7 @@ from search.documents import AudiobookDocument, GenreRef, PersonDocument, Person
 from search.embedded import EmbeddedSearchEngine
 from search.meilisearch import MeilisearchEngine
 
+SEARCH_STORE_NAMESPACE = "search"
 REINDEX_TASK = "search.reindex"
 REINDEX_STATUS_KEY = "reindex"
 REINDEX_LEASE_KEY = "reindex:lease"
@@ -59,6 +62,14 @@ def build_search_engine(settings: Settings) -> SearchEngine:
     if settings.search_backend == "meilisearch":
         return MeilisearchEngine(settings.meilisearch_url, settings.meilisearch_api_key, index=settings.search_index)
     return EmbeddedSearchEngine(settings.resolved_search_dir)
+
+
+def search_store_for(settings: Settings) -> Store:
+    """Where reindex progress lives: Redis (shared by API and workers) or this process's memory."""
+    if settings.redis_url:
+        root = RedisStore.with_client(url=settings.redis_url, namespace=settings.redis_namespace)
+        return root.with_namespace(SEARCH_STORE_NAMESPACE)
+    return MemoryStore()
 
 
 def audiobook_document(book: Audiobook) -> AudiobookDocument:

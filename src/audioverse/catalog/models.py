@@ -29,6 +29,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from audioverse.db import Base
 
+# Storage keys under this prefix hold recordings that large demo catalogs share between books:
+# deleting one book leaves them for the others.
+SHARED_AUDIO_PREFIX = "demo/shared/"
+
 audiobook_author = Table(
     "audiobook_author",
     Base.metadata,

@@ -15,11 +15,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.auth import PUBLIC, requires_curator
-from audioverse.catalog.controllers import CATALOG_FILTERS, audiobook_read
+from audioverse.catalog.controllers import CATALOG_FILTERS
 from audioverse.catalog.indexing import REINDEX_TASK, abandon_claim, claim_reindex, pending_changes, read_status
 from audioverse.catalog.models import Audiobook
 from audioverse.catalog.schemas import AudiobookRead
 from audioverse.catalog.services import LIST_LOAD
+from audioverse.catalog.views import audiobook_read
 from audioverse.errors import FieldError, ServiceUnavailable, Unprocessable, problem_responses
 from audioverse.jobs import defer
 from audioverse.types import Page, text_query

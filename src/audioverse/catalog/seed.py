@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import Role, User
 from audioverse.accounts.passwords import hash_password
-from audioverse.catalog.models import Audiobook, Author, Chapter, Genre, Narrator
+from audioverse.catalog.models import SHARED_AUDIO_PREFIX, Audiobook, Author, Chapter, Genre, Narrator
 from audioverse.catalog.services import slugify
 from audioverse.storage import Storage
 
@@ -32,7 +32,6 @@ MASTER_BITRATE = "24k"
 # Above this many books, extra books share the master recordings instead of each getting a file:
 # 100,000 books at ~200 KB each would be 20 GB of identical tones.
 OWN_FILE_LIMIT = 1000
-SHARED_AUDIO_PREFIX = "demo/shared/"
 DEMO_PASSWORD = "audioverse-demo-listener"  # noqa: S105 - documented demo credentials
 DEMO_USERS = (("demo_listener", Role.LISTENER), ("demo_curator", Role.CURATOR))
 CHAPTER_NAMES = ("Opening", "The Journey", "A Turn", "Trials", "Reckoning", "Homecoming", "Epilogue")

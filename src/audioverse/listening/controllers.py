@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.auth import PUBLIC, bearer_user
 from audioverse.accounts.models import User
-from audioverse.catalog.controllers import audiobook_read, chapter_reads
 from audioverse.catalog.models import Audiobook
+from audioverse.catalog.views import audiobook_read, chapter_reads
 from audioverse.config import Settings
 from audioverse.errors import Forbidden, NotFound, Unauthorized, problem_responses
 from audioverse.listening.models import LibraryEntry, ListeningProgress

@@ -1,9 +1,9 @@
-"""Listening rules: newest-wins progress across devices, listened-time ledger, plays, bookmarks, library, stats."""
+"""Listening rules: newest-wins progress across devices, listened-time ledger, plays, bookmarks, library."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -13,13 +13,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import User
-from audioverse.catalog.models import Audiobook, Author, Chapter, Genre, audiobook_author, audiobook_genre
+from audioverse.catalog.models import Audiobook, Chapter
 from audioverse.catalog.services import LIST_LOAD
 from audioverse.errors import Conflict, FieldError, NotFound, Unprocessable
 from audioverse.listening.models import Bookmark, LibraryEntry, ListeningLedger, ListeningProgress, PlayWindow
 from audioverse.listening.schemas import ProgressWrite
 from audioverse.listening.views import progress_read
-from audioverse.reviews.models import Review
 
 COMPLETION_TAIL_SECONDS = 30.0
 PLAY_WINDOW = timedelta(minutes=30)
@@ -30,8 +29,6 @@ REORDER_WINDOW = timedelta(minutes=2)
 # started at a stale position (often 0), not for the listener: it is answered 409 with the stored one.
 HANDOVER_WINDOW = timedelta(seconds=30)
 HANDOVER_REWIND_LIMIT_SECONDS = 60.0
-STATS_DAYS = 30
-TOP_ENTRIES = 5
 
 
 def utcnow() -> datetime:
@@ -394,78 +391,3 @@ class Listening:
             {entry.audiobook_id: entry for entry in progress},
             chapters,
         )
-
-
-def streaks(days: Sequence[date], today: date) -> tuple[int, int]:
-    """(current, longest) runs of consecutive listening days; the current run may end yesterday."""
-    longest = run = 0
-    previous: date | None = None
-    for day in sorted(set(days)):
-        run = run + 1 if previous is not None and day - previous == timedelta(days=1) else 1
-        longest = max(longest, run)
-        previous = day
-    current = run if previous is not None and (today - previous).days <= 1 else 0
-    return current, longest
-
-
-async def user_stats(session: AsyncSession, user_id: int) -> dict[str, Any]:
-    """The numbers behind ``/api/users/me/stats/``, computed from the ledger in a few queries."""
-    ledger = ListeningLedger.user_id == user_id
-    total = await session.scalar(select(func.coalesce(func.sum(ListeningLedger.seconds), 0.0)).where(ledger)) or 0.0
-    started = await session.scalar(select(func.count()).where(ListeningProgress.user_id == user_id)) or 0
-    completed = (
-        await session.scalar(
-            select(func.count()).where(ListeningProgress.user_id == user_id, ListeningProgress.is_completed.is_(True))
-        )
-        or 0
-    )
-    per_day = dict(
-        (
-            await session.execute(
-                select(ListeningLedger.day, func.sum(ListeningLedger.seconds))
-                .where(ledger)
-                .group_by(ListeningLedger.day)
-            )
-        ).all()
-    )
-    today = utcnow().date()
-    current, longest = streaks([day for day, seconds in per_day.items() if seconds > 0], today)
-    window = [today - timedelta(days=offset) for offset in range(STATS_DAYS - 1, -1, -1)]
-
-    listened = func.sum(ListeningLedger.seconds)
-    genres = (
-        await session.execute(
-            select(Genre.id, Genre.name, listened)
-            .join(audiobook_genre, audiobook_genre.c.audiobook_id == ListeningLedger.audiobook_id)
-            .join(Genre, Genre.id == audiobook_genre.c.genre_id)
-            .where(ledger)
-            .group_by(Genre.id, Genre.name)
-            .order_by(listened.desc())
-            .limit(TOP_ENTRIES)
-        )
-    ).all()
-    authors = (
-        await session.execute(
-            select(Author.id, Author.name, listened)
-            .join(audiobook_author, audiobook_author.c.audiobook_id == ListeningLedger.audiobook_id)
-            .join(Author, Author.id == audiobook_author.c.author_id)
-            .where(ledger)
-            .group_by(Author.id, Author.name)
-            .order_by(listened.desc())
-            .limit(TOP_ENTRIES)
-        )
-    ).all()
-    reviews = await session.scalar(select(func.count()).where(Review.user_id == user_id)) or 0
-    bookmarks = await session.scalar(select(func.count()).where(Bookmark.user_id == user_id)) or 0
-    return {
-        "total_listening_seconds": round(float(total), 3),
-        "audiobooks_started": started,
-        "audiobooks_completed": completed,
-        "current_streak_days": current,
-        "longest_streak_days": longest,
-        "listening_by_day": [{"date": day, "seconds": round(float(per_day.get(day, 0.0)), 3)} for day in window],
-        "top_genres": [{"id": row[0], "name": row[1], "seconds": round(float(row[2]), 3)} for row in genres],
-        "top_authors": [{"id": row[0], "name": row[1], "seconds": round(float(row[2]), 3)} for row in authors],
-        "reviews_written": reviews,
-        "bookmarks_count": bookmarks,
-    }

@@ -1,0 +1,1 @@
+"""A listener's statistics: read from listening and reviews alike, so layered above both."""
