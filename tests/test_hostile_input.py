@@ -214,6 +214,16 @@ async def test_a_body_nested_past_the_limit_is_400(client: Client) -> None:
     assert_problem(unbalanced, 400, 422)
 
 
+async def test_a_body_over_the_size_limit_is_413_before_it_is_parsed(client: Client, settings: Settings) -> None:
+    padding = "x" * settings.max_body_bytes
+    response = await client.post(
+        "/api/auth/login/",
+        json={"username_or_email": padding, "password": "x"},
+        headers={"Content-Type": "application/json"},
+    )
+    assert "body" in assert_problem(response, 413)["detail"].lower()
+
+
 LIST_ROUTES = [
     "/api/audiobooks/",
     "/api/audiobooks/search/",

@@ -265,6 +265,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             **PAGE_DEPENDENCY,
         },
         request_class=StrictJSONRequest,
+        request_max_body_size=settings.max_body_bytes,
         cors_config=CORSConfig(allow_origins=settings.cors_allow_origins) if settings.cors_allow_origins else None,
         openapi_config=OpenAPIConfig(
             title="AudioVerse API",

@@ -62,6 +62,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     password_hash_profile: PasswordHashProfile = "rfc_9106_low_memory"  # noqa: S105 - a cost profile, no secret
     auth_rate_limit: int = 10
     auth_rate_window_seconds: int = 300
+    max_body_bytes: int = 1024 * 1024
     max_picture_bytes: int = 5 * 1024 * 1024
     max_upload_bytes: int = 2 * 1024 * 1024 * 1024
     stream_url_minutes: int = 240

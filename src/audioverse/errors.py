@@ -10,6 +10,7 @@ import msgspec
 import structlog
 from advanced_alchemy.exceptions import DuplicateKeyError, NotFoundError
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import ResponseSpec
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -181,6 +182,12 @@ def _validation_errors(extra: Any) -> list[FieldError]:
 def _from_http(exc: HTTPException) -> ProblemDetailsException:
     if isinstance(exc, ProblemDetailsException):
         return exc
+    if isinstance(exc, RequestEntityTooLarge):
+        return problem(
+            exc.status_code,
+            "The request body is larger than this route accepts (AUDIOVERSE_MAX_BODY_BYTES for JSON bodies).",
+            slug=PayloadTooLarge.slug,
+        )
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc.extra)
         # Litestar reports a body that fails to decode or validate as 400; the contract says 422

@@ -45,6 +45,7 @@ from audioverse.storage import ObjectNotFound, Storage
 from audioverse.types import Id
 from audioverse.uploads import IMAGE_TYPES, identify_image_async, required_file, save_upload
 
+PICTURE_BODY_LIMIT_BYTES = 10_000_000
 ACCEPTED_DETAIL = "If an account matches, an email is on its way."
 
 
@@ -266,6 +267,8 @@ class ProfileController(Controller):
         summary="Upload a profile picture (JPEG, PNG or WebP)",
         description="multipart/form-data with one `picture` file; checked by its bytes, size-limited.",
         responses=problem_responses(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.UNPROCESSABLE_ENTITY),
+        # Litestar reads a multipart form whole, so the picture's own bound (max_picture_bytes) sits below this.
+        request_max_body_size=PICTURE_BODY_LIMIT_BYTES,
     )
     async def upload_picture(
         self,
