@@ -56,6 +56,7 @@ from audioverse.listening.controllers import (
     StreamController,
 )
 from audioverse.model_registry import catalog_outbox  # noqa: F401  (outbox rows on every catalog flush)
+from audioverse.openapi import ClosedStructSchemaPlugin, ContractDocs
 from audioverse.ratelimit import RateLimiter
 from audioverse.reviews.controllers import BookReviewsController, ReviewController
 from audioverse.signing import resolve_secret_key
@@ -220,6 +221,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         plugins=[
             SQLAlchemyPlugin(config=database),
             problem_details_plugin(),
+            ContractDocs(jwt_auth),
+            ClosedStructSchemaPlugin(),
             logging_plugin,
             AudioverseCLIPlugin(),
         ],

@@ -15,6 +15,7 @@ from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State, UploadFile
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Body
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,6 +43,7 @@ from audioverse.errors import NotFound, problem_responses
 from audioverse.jobs import TaskQueue
 from audioverse.listening.services import user_stats
 from audioverse.mail import OutgoingEmail
+from audioverse.openapi import ImageOperation, file_field, form_operation
 from audioverse.ratelimit import RateLimiter
 from audioverse.storage import ObjectNotFound, Storage
 from audioverse.uploads import IMAGE_TYPES, identify_image_async, required_file, save_upload
@@ -273,6 +275,13 @@ class ProfileController(Controller):
         "/me/picture",
         summary="Upload a profile picture (JPEG, PNG or WebP)",
         description="multipart/form-data with one `picture` file; checked by its bytes, size-limited.",
+        operation_class=form_operation(
+            Schema(
+                type=OpenAPIType.OBJECT,
+                required=["picture"],
+                properties={"picture": file_field("A JPEG, PNG or WebP image.", "image/*")},
+            )
+        ),
         responses=problem_responses(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.UNPROCESSABLE_ENTITY),
     )
     async def upload_picture(
@@ -310,6 +319,7 @@ class ProfileController(Controller):
         "/{user_id:int}/picture",
         summary="A user's profile picture",
         opt=PUBLIC,
+        operation_class=ImageOperation,
         responses=problem_responses(HTTPStatus.NOT_FOUND),
     )
     async def picture(self, user_id: int, db_session: AsyncSession, storage: Storage) -> Stream:

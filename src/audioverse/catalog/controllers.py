@@ -13,6 +13,7 @@ from litestar.background_tasks import BackgroundTask
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ValidationException
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import Body, Parameter
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +41,7 @@ from audioverse.catalog.seed import SHARED_AUDIO_PREFIX
 from audioverse.catalog.services import AudiobookQuery, Catalog
 from audioverse.config import Settings
 from audioverse.errors import NotFound, PayloadTooLarge, problem_responses
+from audioverse.openapi import ImageOperation, file_field, form_operation
 from audioverse.storage import ObjectNotFound, Storage
 from audioverse.uploads import IMAGE_TYPES
 from search.query import SearchFilters
@@ -64,6 +66,41 @@ NOT_FOUND = problem_responses(HTTPStatus.NOT_FOUND)
 UPLOAD_FORM_OVERHEAD_BYTES = 16 * 1024 * 1024  # the cover and metadata fields beside the audio
 EDIT_ERRORS = problem_responses(
     HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY
+)
+
+
+def _text(description: str, **constraints: Any) -> Schema:
+    return Schema(type=OpenAPIType.STRING, description=description, **constraints)
+
+
+def _names(what: str) -> Schema:
+    return Schema(
+        one_of=[Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING))],
+        description=f"{what}: repeat the field or separate names with commas.",
+    )
+
+
+UPLOAD_FORM = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["audio"],
+    # The server refuses a form field it does not know (422).
+    additional_properties=False,
+    properties={
+        "audio": file_field("MP3, M4A/M4B, Ogg/Opus, FLAC or WAV; tags and chapters are read from it.", "audio/*"),
+        "cover": file_field("A JPEG, PNG or WebP image (else the file's embedded art, if any).", "image/*"),
+        "title": _text("At most 500 characters (else the file's title tag)."),
+        "subtitle": _text("At most 500 characters."),
+        "description": _text("At most 20,000 characters."),
+        "authors": _names("Author names"),
+        "narrators": _names("Narrator names"),
+        "genres": _names("Genre names"),
+        "language": _text("BCP 47 tag such as `en` or `pt-BR`."),
+        "release_date": _text("ISO date.", format=OpenAPIFormat.DATE),
+        "publisher": _text("At most 255 characters."),
+        "isbn": _text("ISBN-10 or ISBN-13, digits only."),
+        "series": _text("At most 255 characters."),
+        "series_position": _text("A number ≥ 0."),
+    },
 )
 
 
@@ -263,7 +300,13 @@ class AudiobookController(Controller):
         await catalog.replace_chapters(book, data)
         return chapter_reads(book.chapters)
 
-    @get("/{audiobook_id:int}/cover", summary="The cover image", opt=PUBLIC, responses=NOT_FOUND)
+    @get(
+        "/{audiobook_id:int}/cover",
+        summary="The cover image",
+        opt=PUBLIC,
+        responses=NOT_FOUND,
+        operation_class=ImageOperation,
+    )
     async def get_cover(self, audiobook_id: int, catalog: Catalog, storage: Storage) -> Stream:
         book = await catalog.audiobooks.get_one_or_none(id=audiobook_id)
         if book is None or not book.cover_key:
@@ -292,6 +335,7 @@ class AudiobookController(Controller):
         # copying); Litestar's whole-body cap would refuse it first.
         request_max_body_size=None,
         before_request=refuse_oversized_upload,
+        operation_class=form_operation(UPLOAD_FORM),
         responses=problem_responses(
             HTTPStatus.FORBIDDEN, HTTPStatus.CONFLICT, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, 422
         ),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi.spec import Example
 from litestar.params import Parameter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +24,7 @@ from audioverse.catalog.services import LIST_LOAD
 from audioverse.errors import FieldError, ServiceUnavailable, Unprocessable, problem_responses
 from audioverse.jobs import TaskQueue
 from search import SearchEngine, SearchEngineUnavailable
-from search.query import FACET_NAMES, Highlights, SearchFilters, SearchQuery, SortOption, Suggestions
+from search.query import FACET_NAMES, FacetName, Highlights, SearchFilters, SearchQuery, SortOption, Suggestions
 
 
 class SearchItem(AudiobookRead):
@@ -62,6 +63,10 @@ class SearchStatus(msgspec.Struct):
     reindex: ReindexProgress
 
 
+_FACET_CHOICE = "(" + "|".join(get_args(FacetName)) + ")"
+FACETS_PATTERN = f"^({_FACET_CHOICE}(,{_FACET_CHOICE})*)?$"
+
+
 def parse_facets(facets: str | None) -> frozenset[Any]:
     names = frozenset(part.strip() for part in (facets or "").split(",") if part.strip())
     if unknown := names - FACET_NAMES:
@@ -76,7 +81,14 @@ def search_query(
     catalog_filters: SearchFilters,
     q: Annotated[str, Parameter(max_length=500, description="Search text.")] = "",
     sort: SortOption = "relevance",
-    facets: Annotated[str | None, Parameter(max_length=200)] = None,
+    facets: Annotated[
+        str | None,
+        Parameter(
+            pattern=FACETS_PATTERN,
+            description=f"Comma list (no spaces) of facets to count: {', '.join(get_args(FacetName))}.",
+            examples=[Example(value="genres,languages,duration")],
+        ),
+    ] = None,
     limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
     offset: Annotated[int, Parameter(ge=0)] = 0,
 ) -> SearchQuery:
