@@ -31,6 +31,7 @@ from taskiq import InMemoryBroker
 from audioverse import __version__
 from audioverse.accounts.auth import build_jwt_auth
 from audioverse.accounts.controllers import AdminUsersController, AuthController, ProfileController
+from audioverse.allow import list_every_allowed_method
 from audioverse.catalog.controllers import (
     AudiobookController,
     AuthorController,
@@ -227,6 +228,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AudioverseCLIPlugin(),
         ],
         lifespan=[lifespan],
+        before_send=[list_every_allowed_method],
         stores=stores,
         state=State(
             {

@@ -55,14 +55,20 @@ class ContractOperation(Operation):
     """An operation as the service answers it, where Litestar's defaults would say otherwise.
 
     Every route that reads parameters or a body answers 400 (unreadable) and 422 (invalid fields) in
-    problem+json, not Litestar's default JSON error; one with a body may answer 413; 204 and 304 have
-    no body; a public route needs no credentials (``security: []``).
+    problem+json, not Litestar's default JSON error; one with a body may answer 413, one with a path
+    parameter 404; 204 and 304 have no body; a public route needs no credentials (``security: []``).
     """
 
     public: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         responses = dict(self.responses or {})
+        if any(
+            isinstance(parameter, Parameter) and parameter.param_in == ParamType.PATH
+            for parameter in self.parameters or []
+        ):
+            # A path segment that is not an id of the right type routes nowhere.
+            responses.setdefault("404", problem_response(HTTPStatus.NOT_FOUND))
         if self.parameters or self.request_body:
             responses["400"] = problem_response(HTTPStatus.BAD_REQUEST)
             responses.setdefault("422", problem_response(HTTPStatus.UNPROCESSABLE_ENTITY))

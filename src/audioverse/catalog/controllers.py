@@ -104,16 +104,20 @@ UPLOAD_FORM = Schema(
 )
 
 
+# Litestar leaves a bound of 0 out of an optional parameter's schema; the server does enforce it.
+AT_LEAST_ZERO = {"minimum": 0}
+
+
 def provide_catalog_filters(
     genre: Annotated[str | None, Parameter(description="Genre slug.", max_length=100)] = None,
     author: Annotated[int | None, Parameter(description="Author id.")] = None,
     narrator: Annotated[int | None, Parameter(description="Narrator id.")] = None,
     language: Annotated[str | None, Parameter(max_length=35)] = None,
-    duration_min: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
-    duration_max: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
+    duration_min: Annotated[float | None, Parameter(ge=0, description="Seconds.", schema_extra=AT_LEAST_ZERO)] = None,
+    duration_max: Annotated[float | None, Parameter(ge=0, description="Seconds.", schema_extra=AT_LEAST_ZERO)] = None,
     released_after: Annotated[date | None, Parameter(description="On or after this date.")] = None,
     released_before: Annotated[date | None, Parameter(description="On or before this date.")] = None,
-    min_rating: Annotated[float | None, Parameter(ge=0, le=5)] = None,
+    min_rating: Annotated[float | None, Parameter(ge=0, le=5, schema_extra=AT_LEAST_ZERO)] = None,
 ) -> SearchFilters:
     """The filters the list and the search endpoints share, from the query string."""
     try:

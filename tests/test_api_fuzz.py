@@ -1,0 +1,150 @@
+"""Schemathesis over the whole OpenAPI document: every operation, anonymous and as a curator, both profiles.
+
+Schemathesis' own engine runs all four phases: explicit examples, coverage cases, a bounded number of
+generated (valid and invalid) requests per operation, and a stateful run that chains operations through
+the links it infers from the document; every built-in check runs on every response. Deterministic
+(fixed seed), so a failure reproduces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import schemathesis
+from schemathesis import engine
+from schemathesis.engine import events
+from litestar import Litestar
+from schemathesis.python import asgi as schemathesis_asgi
+from schemathesis.specs.openapi.schemas import OpenApiSchema
+
+from audioverse.app import OPENAPI_PATH, create_app
+from audioverse.catalog.seed import DEMO_PASSWORD
+from audioverse.config import Settings
+from tests.services import MeilisearchServer, fresh_postgres_database, fresh_redis_namespace, production_settings
+
+FUZZ_BOOKS = 3
+MAX_EXAMPLES = 8
+STATEFUL_STEPS = 200
+SEED = 20261201
+SCHEMA_URL = f"{OPENAPI_PATH}/openapi.json"
+CALLERS = ["anonymous", "curator"]
+
+# What the contract answers to a request the schema cannot tell apart from a good one: a token that is
+# not (or no longer) valid, a password too weak, audio that is not audio, a position past the end, a
+# chapter list out of order. These are 422s by the contract, so they count as accepted positive data.
+SEMANTIC_422 = [
+    "POST /api/auth/register",
+    "POST /api/auth/verify-email",
+    "POST /api/auth/password-reset/confirm",
+    "PUT /api/users/me/picture",
+    "POST /api/audiobooks",
+    "PUT /api/audiobooks/{audiobook_id}/chapters",
+    "POST /api/progress/{audiobook_id}",
+    "PUT /api/progress/{audiobook_id}",
+    "POST /api/audiobooks/{audiobook_id}/bookmarks",
+    "PATCH /api/bookmarks/{bookmark_id}",
+    "PUT /api/bookmarks/{bookmark_id}",
+]
+POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429"]
+
+
+def fuzz_config(headers: dict[str, str]) -> schemathesis.Config:
+    return schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "headers": headers,
+            "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
+            "workers": 1,
+            "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "mode": "all"},
+            "phases": {
+                "examples": {"enabled": True},
+                "coverage": {"enabled": True},
+                "fuzzing": {"enabled": True},
+                "stateful": {"enabled": True, "max-steps": STATEFUL_STEPS},
+            },
+            "checks": {
+                "enabled": True,
+                "positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES},
+            },
+            "operations": [
+                {
+                    "include-name": name,
+                    "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_STATUSES, "422"]}},
+                }
+                for name in SEMANTIC_422
+            ],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+async def fuzz_settings(
+    profile: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> AsyncIterator[Settings]:
+    """A deployment of its own (fresh database, index and data dir) seeded with a few demo books."""
+    data_dir: Path = tmp_path_factory.mktemp(f"fuzz-{profile}")
+    seeded = {"auth_rate_limit": 10**9, "seed_demo_on_startup": True, "demo_books": FUZZ_BOOKS}
+    if profile == "embedded":
+        yield Settings(data_dir=data_dir, **seeded)
+        return
+    meilisearch: MeilisearchServer = request.getfixturevalue("meilisearch")
+    async with fresh_postgres_database() as database_url, fresh_redis_namespace() as namespace:
+        base = production_settings(data_dir, database_url=database_url, namespace=namespace, meilisearch=meilisearch)
+        yield msgspec.structs.replace(base, **seeded)
+        # The app runs on schemathesis' event loop; its connections must close before the database drops.
+        schemathesis_asgi.shutdown_lifespans()
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(fuzz_settings: Settings) -> Iterator[Litestar]:
+    app = create_app(fuzz_settings)
+    yield app
+    schemathesis_asgi.shutdown_lifespans()
+
+
+@pytest.fixture(scope="module")
+def curator_token(fuzz_app: Litestar) -> str:
+    """An access token of the seeded demo curator."""
+    with schemathesis_asgi.get_client(fuzz_app) as client:
+        response = client.post(
+            "/api/auth/login/", json={"username_or_email": "demo_curator", "password": DEMO_PASSWORD}
+        )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+@pytest.fixture(scope="module", params=CALLERS)
+def api_schema(fuzz_app: Litestar, curator_token: str, request: pytest.FixtureRequest) -> OpenApiSchema:
+    """The document as the app serves it, called with no credentials or as the curator."""
+    headers = {"Authorization": f"Bearer {curator_token}"} if request.param == "curator" else {}
+    return schemathesis.openapi.from_asgi(SCHEMA_URL, fuzz_app, config=fuzz_config(headers))
+
+
+def run_engine(api_schema: OpenApiSchema) -> tuple[list[str], list[str]]:
+    """Run every phase; the failed checks (one line each, with a curl to reproduce) and the engine's errors."""
+    failures: list[str] = []
+    errors: list[str] = []
+    for event in engine.from_schema(api_schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            for checks in event.recorder.checks.values():
+                failures.extend(
+                    f"[{event.phase.value}] {event.recorder.label}: {check.name}: "
+                    f"{check.failure_info.failure.title}\n    {check.failure_info.code_sample}"
+                    for check in checks
+                    if check.failure_info is not None
+                )
+        elif isinstance(event, events.NonFatalError):
+            errors.append(f"{event.label}: {event.info.format()}")
+        elif isinstance(event, events.FatalError):
+            raise event.exception
+    return sorted(set(failures)), errors
+
+
+def test_every_operation_and_sequence_conforms(api_schema: OpenApiSchema) -> None:
+    failures, errors = run_engine(api_schema)
+    assert not errors, "\n".join(errors)
+    assert not failures, f"{len(failures)} failing checks:\n" + "\n".join(failures)
