@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import msgspec
 
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from litestar.typing import FieldDefinition
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PROBLEM_SCHEMA = Reference(ref=f"#/components/schemas/{ProblemBody.__name__}")
+COMPONENT_REF = "#/components/schemas/{name}"
+PROBLEM_SCHEMA = Reference(ref=COMPONENT_REF.format(name=ProblemBody.__name__))
 BODILESS_STATUSES = {"204", "304"}
 
 
@@ -126,12 +127,21 @@ class ContractDocs(ReceiveRoutePlugin):
 
 
 class ClosedStructSchemaPlugin(StructSchemaPlugin):
-    """A Struct that refuses unknown fields says so in its schema: ``additionalProperties: false``."""
+    """A request Struct (one that refuses unknown fields) is documented by msgspec's own JSON schema.
+
+    That is the schema the server validates with, nested constraints included (Litestar's drops those
+    of list items and of optional fields' bounds of 0), plus ``additionalProperties: false``.
+    """
 
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
         schema = super().to_openapi_schema(field_definition, schema_creator)
         info = msgspec.inspect.type_info(field_definition.type_)
         if isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields:
+            _, components = msgspec.json.schema_components([info.cls], ref_template=COMPONENT_REF)
+            own = components[info.cls.__name__]
+            # Raw JSON schema, emitted as is; nested enums keep their Litestar components, which share names.
+            schema.properties = cast("dict[str, Schema | Reference]", own["properties"])
+            schema.required = sorted(own.get("required", []))
             schema.additional_properties = False
         return schema
 

@@ -9,7 +9,9 @@ import msgspec
 
 from audioverse.accounts.models import MAX_PLAYBACK_SPEED, MIN_PLAYBACK_SPEED, Role
 
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# No `\s`: Python and the ECMA regexes of JSON schema disagree on what it matches (and on `\d`).
+SPACE_OR_CONTROL = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+EMAIL_PATTERN = rf"^[^@{SPACE_OR_CONTROL}]+@[^@{SPACE_OR_CONTROL}]+\.[^@{SPACE_OR_CONTROL}]+$"
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=EMAIL_PATTERN)]
 Username = Annotated[
     str,
