@@ -14,9 +14,9 @@ from pathlib import Path
 import msgspec
 import pytest
 import schemathesis
+from litestar import Litestar
 from schemathesis import engine
 from schemathesis.engine import events
-from litestar import Litestar
 from schemathesis.python import asgi as schemathesis_asgi
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
