@@ -14,7 +14,6 @@ from pathlib import Path
 import msgspec
 import pytest
 import schemathesis
-from litestar import Litestar
 from schemathesis import engine
 from schemathesis.engine import events
 from schemathesis.python import asgi as schemathesis_asgi
@@ -26,8 +25,8 @@ from audioverse.config import Settings
 from tests.services import MeilisearchServer, fresh_postgres_database, fresh_redis_namespace, production_settings
 
 FUZZ_BOOKS = 3
-MAX_EXAMPLES = 8
-STATEFUL_STEPS = 200
+MAX_EXAMPLES = 5
+STATEFUL_STEPS = 100
 SEED = 20261201
 SCHEMA_URL = f"{OPENAPI_PATH}/openapi.json"
 CALLERS = ["anonymous", "curator"]
@@ -114,30 +113,24 @@ async def fuzz_settings(
         schemathesis_asgi.shutdown_lifespans()
 
 
-@pytest.fixture(scope="module")
-def fuzz_app(fuzz_settings: Settings) -> Iterator[Litestar]:
-    app = create_app(fuzz_settings)
-    yield app
-    schemathesis_asgi.shutdown_lifespans()
-
-
-@pytest.fixture(scope="module")
-def curator_token(fuzz_app: Litestar) -> str:
-    """An access token of the seeded demo curator."""
-    with schemathesis_asgi.get_client(fuzz_app) as client:
-        response = client.post(
-            "/api/auth/login/", json={"username_or_email": "demo_curator", "password": DEMO_PASSWORD}
-        )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
-
-
 @pytest.fixture(scope="module", params=CALLERS)
-def api_schema(fuzz_app: Litestar, curator_token: str, request: pytest.FixtureRequest) -> OpenApiSchema:
-    """The document as the app serves it, called with no credentials or as the curator."""
-    headers = {"Authorization": f"Bearer {curator_token}"} if request.param == "curator" else {}
-    return schemathesis.openapi.from_asgi(SCHEMA_URL, fuzz_app, config=fuzz_config(headers))
+def api_schema(fuzz_settings: Settings, request: pytest.FixtureRequest) -> Iterator[OpenApiSchema]:
+    """The document as a fresh app serves it, called with no credentials or as the demo curator.
+
+    Each caller gets its own app over the same deployment: schemathesis stops an app's lifespan when
+    its run ends, and a stopped app does not start again.
+    """
+    app = create_app(fuzz_settings)
+    headers: dict[str, str] = {}
+    if request.param == "curator":
+        with schemathesis_asgi.get_client(app) as client:
+            response = client.post(
+                "/api/auth/login/", json={"username_or_email": "demo_curator", "password": DEMO_PASSWORD}
+            )
+        assert response.status_code == 200, response.text
+        headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    yield schemathesis.openapi.from_asgi(SCHEMA_URL, app, config=fuzz_config(headers))
+    schemathesis_asgi.shutdown_lifespans()
 
 
 def run_engine(api_schema: OpenApiSchema) -> tuple[list[str], list[str]]:
