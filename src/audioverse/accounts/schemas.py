@@ -11,7 +11,9 @@ from audioverse.accounts.models import MAX_PLAYBACK_SPEED, MIN_PLAYBACK_SPEED, R
 
 # No `\s`: Python and the ECMA regexes of JSON schema disagree on what it matches (and on `\d`).
 SPACE_OR_CONTROL = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-EMAIL_PATTERN = rf"^[^@{SPACE_OR_CONTROL}]+@[^@{SPACE_OR_CONTROL}]+\.[^@{SPACE_OR_CONTROL}]+$"
+# RFC 5322's specials, which an address can only hold inside quotes, break the mail headers it goes into.
+NOT_IN_EMAIL = rf'@()<>\[\]:;,\\"{SPACE_OR_CONTROL}'
+EMAIL_PATTERN = rf"^[^{NOT_IN_EMAIL}]+@[^{NOT_IN_EMAIL}]+\.[^{NOT_IN_EMAIL}]+$"
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=EMAIL_PATTERN)]
 Username = Annotated[
     str,
