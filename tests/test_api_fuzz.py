@@ -133,12 +133,14 @@ def api_schema(fuzz_settings: Settings, request: pytest.FixtureRequest) -> Itera
     schemathesis_asgi.shutdown_lifespans()
 
 
-def run_engine(api_schema: OpenApiSchema) -> tuple[list[str], list[str]]:
-    """Run every phase; the failed checks (one line each, with a curl to reproduce) and the engine's errors."""
+def run_engine(api_schema: OpenApiSchema) -> tuple[set[str], list[str], list[str]]:
+    """Run every phase: the phases that ran scenarios, the failed checks (with a curl each) and errors."""
+    phases: set[str] = set()
     failures: list[str] = []
     errors: list[str] = []
     for event in engine.from_schema(api_schema).execute():
         if isinstance(event, events.ScenarioFinished):
+            phases.add(event.phase.value)
             for case_id, checks in event.recorder.checks.items():
                 interaction = event.recorder.interactions.get(case_id)
                 status = interaction.response.status_code if interaction and interaction.response else "-"
@@ -149,13 +151,14 @@ def run_engine(api_schema: OpenApiSchema) -> tuple[list[str], list[str]]:
                     if check.failure_info is not None
                 )
         elif isinstance(event, events.NonFatalError):
-            errors.append(f"{event.label}: {event.info.format()}")
+            errors.append(f"{event.label}: {event.info.title}: {event.info.message}")
         elif isinstance(event, events.FatalError):
             raise event.exception
-    return sorted(set(failures)), errors
+    return phases, sorted(set(failures)), errors
 
 
 def test_every_operation_and_sequence_conforms(api_schema: OpenApiSchema) -> None:
-    failures, errors = run_engine(api_schema)
+    phases, failures, errors = run_engine(api_schema)
+    assert {"examples", "coverage", "fuzzing", "stateful"} <= phases
     assert not errors, "\n".join(errors)
     assert not failures, f"{len(failures)} failing checks:\n" + "\n".join(failures)
