@@ -521,20 +521,25 @@ class EmbeddedSearchEngine:
         matcher = text_query(AUDIOBOOK_SCHEMA, tokens, FIELD_BOOSTS) if tokens else Query.all_query()
         restricted = all_of(matcher, filter_queries(query.filters))
         sort = parse_sort(query.sort)
+        # tantivy reserves room for offset + limit hits, and a huge offset aborts the whole process;
+        # past the last document every offset reads the same empty page.
+        offset = min(query.offset, searcher.num_docs)
         if sort is not None:
             field, descending = sort
             result = searcher.search(
                 restricted,
                 limit=query.limit,
-                offset=query.offset,
+                offset=offset,
                 order_by_field=SORT_FIELDS[field],
                 order=Order.Desc if descending else Order.Asc,
             )
             addresses = [address for _, address in result.hits]
         else:
             # Browsing without words ranks by popularity, as Meilisearch's tie-breakers do.
-            result = searcher.search(restricted, limit=window, order_by_field=None if tokens else "play_count")
-            addresses = self._break_ties(searcher, result.hits)[query.offset :]
+            result = searcher.search(
+                restricted, limit=min(window, offset + query.limit), order_by_field=None if tokens else "play_count"
+            )
+            addresses = self._break_ties(searcher, result.hits)[offset:]
         documents = [searcher.doc(address) for address in addresses]
         highlighter = _Highlighter(searcher, tokens, documents)
         hits = [SearchHit(id=document["id"][0], highlights=highlighter.highlights(document)) for document in documents]

@@ -124,6 +124,11 @@ def quoted(value: str) -> str:
     return f'"{escaped}"'
 
 
+def number(value: float) -> str:
+    """A float as Meilisearch's filter grammar reads it: it stops at the `+` of `1e+300`, so none."""
+    return repr(float(value)).replace("e+", "e")
+
+
 def filter_expressions(filters: SearchFilters) -> list[str | list[str]]:
     """The filters as Meilisearch expressions, all of which must hold.
 
@@ -140,15 +145,15 @@ def filter_expressions(filters: SearchFilters) -> list[str | list[str]]:
     if filters.language is not None:
         expressions.append(f"language = {quoted(filters.language)}")
     if filters.duration_min is not None:
-        expressions.append(f"duration_seconds >= {float(filters.duration_min)!r}")
+        expressions.append(f"duration_seconds >= {number(filters.duration_min)}")
     if filters.duration_max is not None:
-        expressions.append(f"duration_seconds <= {float(filters.duration_max)!r}")
+        expressions.append(f"duration_seconds <= {number(filters.duration_max)}")
     if filters.released_after is not None:
         expressions.append(f"release_day >= {filters.released_after.toordinal()}")
     if filters.released_before is not None:
         expressions.append(f"release_day <= {filters.released_before.toordinal()}")
     if filters.min_rating is not None:
-        expressions.append(f"average_rating >= {float(filters.min_rating)!r}")
+        expressions.append(f"average_rating >= {number(filters.min_rating)}")
     return expressions
 
 

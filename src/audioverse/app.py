@@ -31,6 +31,7 @@ from taskiq import AsyncBroker, InMemoryBroker
 from audioverse import __version__
 from audioverse.accounts.auth import build_jwt_auth
 from audioverse.accounts.controllers import AdminUsersController, AuthController, ProfileController
+from audioverse.allow import list_every_allowed_method
 from audioverse.bodies import StrictJSONRequest
 from audioverse.body_timeout import BodyIdleTimeoutMiddleware
 from audioverse.catalog.controllers import (
@@ -57,6 +58,7 @@ from audioverse.listening.controllers import (
     StreamController,
 )
 from audioverse.model_registry import catalog_outbox  # noqa: F401  (outbox rows on every catalog flush)
+from audioverse.openapi import ClosedStructSchemaPlugin, ContractDocs
 from audioverse.ratelimit import RateLimiter, window_counter
 from audioverse.reviews.controllers import BookReviewsController, ReviewController
 from audioverse.signing import resolve_secret_key
@@ -237,11 +239,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         plugins=[
             SQLAlchemyPlugin(config=database),
             problem_details_plugin(),
+            ContractDocs(jwt_auth),
+            ClosedStructSchemaPlugin(),
             logging_plugin,
             AudioverseCLIPlugin(),
         ],
         lifespan=[lifespan],
         middleware=[BodyIdleTimeoutMiddleware(settings.request_body_idle_seconds)],
+        before_send=[list_every_allowed_method],
         stores=stores,
         state=State(
             {

@@ -216,7 +216,7 @@ async def test_admin_logs_in_verified(client: Client, admin_tokens: dict[str, An
 
 
 def _connection(user: User) -> Any:
-    return SimpleNamespace(user=user)
+    return SimpleNamespace(user=user, scope={"method": "POST"})
 
 
 @pytest.mark.parametrize(

@@ -89,3 +89,16 @@ async def test_a_second_engine_on_the_same_directory_is_refused_until_the_first_
         assert await second.count() == 3
     finally:
         await second.close()
+
+
+@pytest.mark.parametrize("sort", ["relevance", "-title"])
+async def test_an_offset_far_past_the_end_reads_an_empty_page(tmp_path: Path, sort: str) -> None:
+    # tantivy reserved room for offset + limit hits: such an offset used to abort the process.
+    engine = EmbeddedSearchEngine(tmp_path)
+    try:
+        await engine.upsert(CATALOG)
+        result = await engine.search(SearchQuery(sort=sort, offset=2**63 - 100, limit=20))
+        assert result.hits == []
+        assert result.total == len(CATALOG)
+    finally:
+        await engine.close()

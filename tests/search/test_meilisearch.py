@@ -63,6 +63,17 @@ def test_a_string_smuggled_into_a_numeric_filter_is_refused() -> None:
         filter_expressions(SearchFilters(author_id="1 OR authors.id EXISTS"))  # type: ignore[arg-type]
 
 
+async def test_extreme_numeric_filters_are_read_as_numbers(meili_engine: MeilisearchEngine) -> None:
+    await meili_engine.upsert(CATALOG[:1])
+    huge = SearchFilters(duration_max=2.2318915011536727e306, min_rating=0.0)
+    tiny = SearchFilters(duration_min=3.5e-248)
+    beyond = SearchFilters(duration_min=7.8e307)
+
+    assert (await meili_engine.search(SearchQuery(filters=huge))).total == 1
+    assert (await meili_engine.search(SearchQuery(filters=tiny))).total == 1
+    assert (await meili_engine.search(SearchQuery(filters=beyond))).total == 0
+
+
 async def test_totals_stay_exact_beyond_meilisearchs_default_cap(meili_engine: MeilisearchEngine) -> None:
     template = CATALOG[0]
     many = [msgspec.structs.replace(template, id=book_id, title=f"Volume {book_id}") for book_id in range(1, 1501)]

@@ -69,20 +69,31 @@ def current_user(connection: ASGIConnection[Any, User, Any, Any]) -> User:
     return user
 
 
+def is_preflight(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """An OPTIONS request: the auth backend lets it through without a user, and it reveals nothing."""
+    return connection.scope.get("method") == "OPTIONS"
+
+
 def requires_verified(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: the caller has confirmed their email address."""
+    if is_preflight(connection):
+        return
     if not current_user(connection).is_verified:
         raise Forbidden("Confirm your email address first (POST /api/auth/resend-verification/).")
 
 
 def requires_curator(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: the caller is a curator or an admin."""
+    if is_preflight(connection):
+        return
     if not current_user(connection).is_curator:
         raise Forbidden("Only curators may do this.")
 
 
 def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: the caller is an admin."""
+    if is_preflight(connection):
+        return
     if current_user(connection).role != Role.ADMIN:
         raise Forbidden("Only admins may do this.")
 

@@ -14,6 +14,7 @@ from litestar import Controller, Request, Response, get, patch, post, put
 from litestar.datastructures import State, UploadFile
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Body
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +40,7 @@ from audioverse.config import Settings
 from audioverse.errors import NotFound, problem_responses
 from audioverse.jobs import defer
 from audioverse.mail import OutgoingEmail
+from audioverse.openapi import ImageOperation, file_field, form_operation
 from audioverse.ratelimit import RateLimiter
 from audioverse.storage import DELETE_TASK as DELETE_STORED_OBJECTS
 from audioverse.storage import ObjectNotFound, Storage
@@ -266,6 +268,13 @@ class ProfileController(Controller):
         "/me/picture",
         summary="Upload a profile picture (JPEG, PNG or WebP)",
         description="multipart/form-data with one `picture` file; checked by its bytes, size-limited.",
+        operation_class=form_operation(
+            Schema(
+                type=OpenAPIType.OBJECT,
+                required=["picture"],
+                properties={"picture": file_field("A JPEG, PNG or WebP image.", "image/*")},
+            )
+        ),
         responses=problem_responses(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.UNPROCESSABLE_ENTITY),
         # Litestar reads a multipart form whole, so the picture's own bound (max_picture_bytes) sits below this.
         request_max_body_size=PICTURE_BODY_LIMIT_BYTES,
@@ -298,6 +307,7 @@ class ProfileController(Controller):
         "/{user_id:int}/picture",
         summary="A user's profile picture",
         opt=PUBLIC,
+        operation_class=ImageOperation,
         responses=problem_responses(HTTPStatus.NOT_FOUND),
     )
     async def picture(self, user_id: Id, db_session: AsyncSession, storage: Storage) -> Stream:

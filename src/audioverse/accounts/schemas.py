@@ -10,8 +10,11 @@ import msgspec
 from audioverse.accounts.models import MAX_PLAYBACK_SPEED, MIN_PLAYBACK_SPEED, Role
 from audioverse.types import Text
 
-# Leaves out NUL itself: a type with its own pattern cannot layer Text's (msgspec takes one pattern).
-EMAIL_PATTERN = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
+# No `\s`: Python and the ECMA regexes of JSON schema disagree on what it matches (and on `\d`).
+SPACE_OR_CONTROL = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# RFC 5322's specials, which an address can only hold inside quotes, break the mail headers it goes into.
+NOT_IN_EMAIL = rf'@()<>\[\]:;,\\"{SPACE_OR_CONTROL}'
+EMAIL_PATTERN = rf"^[^{NOT_IN_EMAIL}]+@[^{NOT_IN_EMAIL}]+\.[^{NOT_IN_EMAIL}]+$"
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=EMAIL_PATTERN)]
 Username = Annotated[
     str,

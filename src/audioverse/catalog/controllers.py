@@ -11,6 +11,7 @@ from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ValidationException
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import Body, Parameter
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +37,7 @@ from audioverse.catalog.views import audiobook_read, chapter_reads
 from audioverse.config import Settings
 from audioverse.errors import NotFound, PayloadTooLarge, problem_responses
 from audioverse.jobs import defer
+from audioverse.openapi import ImageOperation, file_field, form_operation
 from audioverse.storage import DELETE_TASK as DELETE_STORED_OBJECTS
 from audioverse.storage import ObjectNotFound, Storage
 from audioverse.types import Id, OptionalId, Page, text_query
@@ -63,16 +65,55 @@ EDIT_ERRORS = problem_responses(
 )
 
 
+def _text(description: str, **constraints: Any) -> Schema:
+    return Schema(type=OpenAPIType.STRING, description=description, **constraints)
+
+
+def _names(what: str) -> Schema:
+    return Schema(
+        one_of=[Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING))],
+        description=f"{what}: repeat the field or separate names with commas.",
+    )
+
+
+UPLOAD_FORM = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["audio"],
+    # The server refuses a form field it does not know (422).
+    additional_properties=False,
+    properties={
+        "audio": file_field("MP3, M4A/M4B, Ogg/Opus, FLAC or WAV; tags and chapters are read from it.", "audio/*"),
+        "cover": file_field("A JPEG, PNG or WebP image (else the file's embedded art, if any).", "image/*"),
+        "title": _text("At most 500 characters (else the file's title tag)."),
+        "subtitle": _text("At most 500 characters."),
+        "description": _text("At most 20,000 characters."),
+        "authors": _names("Author names"),
+        "narrators": _names("Narrator names"),
+        "genres": _names("Genre names"),
+        "language": _text("BCP 47 tag such as `en` or `pt-BR`."),
+        "release_date": _text("ISO date.", format=OpenAPIFormat.DATE),
+        "publisher": _text("At most 255 characters."),
+        "isbn": _text("ISBN-10 or ISBN-13, digits only."),
+        "series": _text("At most 255 characters."),
+        "series_position": _text("A number ≥ 0."),
+    },
+)
+
+
+# Litestar leaves a bound of 0 out of an optional parameter's schema; the server does enforce it.
+AT_LEAST_ZERO = {"minimum": 0}
+
+
 def provide_catalog_filters(
     genre: Annotated[str | None, text_query(100, "Genre slug.")] = None,
     author: Annotated[OptionalId, Parameter(description="Author id.")] = None,
     narrator: Annotated[OptionalId, Parameter(description="Narrator id.")] = None,
     language: Annotated[str | None, text_query(35)] = None,
-    duration_min: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
-    duration_max: Annotated[float | None, Parameter(ge=0, description="Seconds.")] = None,
+    duration_min: Annotated[float | None, Parameter(ge=0, description="Seconds.", schema_extra=AT_LEAST_ZERO)] = None,
+    duration_max: Annotated[float | None, Parameter(ge=0, description="Seconds.", schema_extra=AT_LEAST_ZERO)] = None,
     released_after: Annotated[date | None, Parameter(description="On or after this date.")] = None,
     released_before: Annotated[date | None, Parameter(description="On or before this date.")] = None,
-    min_rating: Annotated[float | None, Parameter(ge=0, le=5)] = None,
+    min_rating: Annotated[float | None, Parameter(ge=0, le=5, schema_extra=AT_LEAST_ZERO)] = None,
 ) -> SearchFilters:
     """The filters the list and the search endpoints share, from the query string."""
     try:
@@ -204,7 +245,13 @@ class AudiobookController(Controller):
         await catalog.replace_chapters(book, data)
         return chapter_reads(book.chapters)
 
-    @get("/{audiobook_id:int}/cover", summary="The cover image", opt=PUBLIC, responses=NOT_FOUND)
+    @get(
+        "/{audiobook_id:int}/cover",
+        summary="The cover image",
+        opt=PUBLIC,
+        responses=NOT_FOUND,
+        operation_class=ImageOperation,
+    )
     async def get_cover(self, audiobook_id: Id, catalog: Catalog, storage: Storage) -> Stream:
         book = await catalog.audiobooks.get_one_or_none(id=audiobook_id)
         if book is None or not book.cover_key:
@@ -233,6 +280,7 @@ class AudiobookController(Controller):
         # copying); Litestar's whole-body cap would refuse it first.
         request_max_body_size=None,
         before_request=refuse_oversized_upload,
+        operation_class=form_operation(UPLOAD_FORM),
         responses=problem_responses(
             HTTPStatus.FORBIDDEN, HTTPStatus.CONFLICT, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, 422
         ),

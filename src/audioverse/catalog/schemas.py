@@ -7,14 +7,16 @@ from typing import Annotated
 
 import msgspec
 
-from audioverse.accounts.schemas import Bio
+from audioverse.accounts.schemas import SPACE_OR_CONTROL, Bio
 from audioverse.types import Text
 
 Name = Annotated[Text, msgspec.Meta(min_length=1, max_length=255)]
-# A type with its own pattern cannot layer Text's (msgspec takes one pattern); it leaves out NUL itself.
-Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://[^\s\x00]+$")]
+# A type with its own pattern cannot layer Text's (msgspec takes one pattern); SPACE_OR_CONTROL holds NUL.
+Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=rf"^https?://[^{SPACE_OR_CONTROL}]+$")]
 Language = Annotated[str, msgspec.Meta(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
-Isbn = Annotated[str, msgspec.Meta(pattern=r"^(\d{9}[\dXx]|\d{13})$", description="ISBN-10 or ISBN-13, digits only")]
+Isbn = Annotated[
+    str, msgspec.Meta(pattern=r"^([0-9]{9}[0-9Xx]|[0-9]{13})$", description="ISBN-10 or ISBN-13, digits only")
+]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi.spec import Example
 from litestar.params import Parameter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +26,16 @@ from audioverse.errors import FieldError, ServiceUnavailable, Unprocessable, pro
 from audioverse.jobs import defer
 from audioverse.types import Page, text_query
 from search import SearchEngine, SearchEngineUnavailable
-from search.query import FACET_NAMES, MAX_SUGGESTIONS, Highlights, SearchFilters, SearchQuery, SortOption, Suggestions
+from search.query import (
+    FACET_NAMES,
+    MAX_SUGGESTIONS,
+    FacetName,
+    Highlights,
+    SearchFilters,
+    SearchQuery,
+    SortOption,
+    Suggestions,
+)
 
 
 class SearchItem(AudiobookRead):
@@ -64,6 +74,10 @@ class SearchStatus(msgspec.Struct):
     reindex: ReindexProgress
 
 
+_FACET_CHOICE = "(" + "|".join(get_args(FacetName)) + ")"
+FACETS_PATTERN = f"^({_FACET_CHOICE}(,{_FACET_CHOICE})*)?$"
+
+
 def parse_facets(facets: str | None) -> frozenset[Any]:
     names = frozenset(part.strip() for part in (facets or "").split(",") if part.strip())
     if unknown := names - FACET_NAMES:
@@ -79,7 +93,14 @@ def search_query(
     page: Page,
     q: Annotated[str, text_query(500, "Search text.")] = "",
     sort: SortOption = "relevance",
-    facets: Annotated[str | None, text_query(200)] = None,
+    facets: Annotated[
+        str | None,
+        Parameter(
+            pattern=FACETS_PATTERN,
+            description=f"Comma list (no spaces) of facets to count: {', '.join(get_args(FacetName))}.",
+            examples=[Example(value="genres,languages,duration")],
+        ),
+    ] = None,
 ) -> SearchQuery:
     """The engine query for the search endpoint's parameters, named as clients send them."""
     return SearchQuery(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -11,6 +12,7 @@ import msgspec
 from litestar import Controller, HttpMethod, Request, Response, delete, get, patch, post, put, route
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi.spec import OpenAPIHeader, OpenAPIResponse, Reference
 from litestar.params import Body, Parameter
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +41,7 @@ from audioverse.listening.schemas import (
 from audioverse.listening.services import Listening
 from audioverse.listening.streaming import stream_object
 from audioverse.listening.views import bookmark_read, progress_read
+from audioverse.openapi import ContractOperation, binary_content, header, request_header
 from audioverse.signing import InvalidStreamToken, sign_stream_token, verify_stream_token
 from audioverse.storage import S3Storage, Storage
 from audioverse.types import Id, Page, text_query
@@ -106,6 +109,59 @@ class PlaybackController(Controller):
         return bookmark_read(bookmark)
 
 
+AUDIO = "audio/*"
+VALIDATORS: dict[str, OpenAPIHeader | Reference] = {
+    "ETag": header("Entity tag of the file, for `If-Range` and `If-None-Match`."),
+    "Last-Modified": header("When the file was stored."),
+    "Accept-Ranges": header("`bytes`."),
+}
+
+
+@dataclass
+class StreamOperation(ContractOperation):
+    """The stream route answers with audio bytes, whole or in ranges, or a redirect to them."""
+
+    def __post_init__(self) -> None:
+        responses = dict(self.responses or {})
+        length = {"Content-Length": header("Bytes in the body (for HEAD: that a GET would send).")}
+        responses["200"] = OpenAPIResponse(
+            description="The whole file (no `Range`, an unknown range unit, or a stale `If-Range`).",
+            content=binary_content(AUDIO),
+            headers={**VALIDATORS, **length},
+        )
+        responses["206"] = OpenAPIResponse(
+            description="The requested range; several ranges come as `multipart/byteranges`.",
+            content=binary_content(AUDIO, "multipart/byteranges"),
+            headers={
+                **VALIDATORS,
+                **length,
+                "Content-Range": header("`bytes first-last/size` (one range; in each part for several)."),
+            },
+        )
+        responses["302"] = OpenAPIResponse(
+            description="Audio in S3: a short-lived presigned URL that serves the bytes and ranges itself.",
+            headers={"Location": header("The presigned URL.", required=True)},
+        )
+        responses["304"] = OpenAPIResponse(
+            description="`If-None-Match` or `If-Modified-Since` matched: the client's copy is current.",
+            headers=VALIDATORS,
+        )
+        unsatisfiable = responses["416"]
+        if isinstance(unsatisfiable, OpenAPIResponse):
+            unsatisfiable.headers = {"Content-Range": header("`bytes */size`.", required=True)}
+        self.parameters = [
+            *(self.parameters or []),
+            request_header(
+                "Range", "`bytes=first-last`, `bytes=first-`, `bytes=-suffix`, or several, comma-separated."
+            ),
+            request_header("If-Range", "An ETag or HTTP date: send the range only if the file still matches."),
+            request_header("If-None-Match", "ETags the client holds: 304 when one matches."),
+            request_header("If-Modified-Since", "HTTP date: 304 when the file has not changed since."),
+        ]
+        self.responses = responses
+        super().__post_init__()
+
+
 class StreamController(Controller):
     path = "/api/audiobooks/{audiobook_id:int}/stream"
     tags = ["listening"]
@@ -120,8 +176,10 @@ class StreamController(Controller):
         "invalid, an unknown unit ignored (200); `If-Range`, `If-None-Match`/`If-Modified-Since` (304), "
         "`ETag`, `Last-Modified`, `Accept-Ranges: bytes`.",
         opt=PUBLIC,
+        # Either proof is enough: a bearer token, or nothing but the signed `token` query parameter.
+        security=[{"BearerToken": []}, {}],
         responses=problem_responses(HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND, 416),
-        include_in_schema=True,
+        operation_class=StreamOperation,
     )
     async def stream(
         self,
