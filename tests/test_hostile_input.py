@@ -176,6 +176,28 @@ async def test_a_string_is_not_a_number_in_a_body(client: Client, admin: Tokens,
     assert (await client.get(f"/api/progress/{book_id}/", headers=bearer(admin))).status_code == 404
 
 
+async def test_an_integral_float_is_the_integer_it_names(client: Client, admin: Tokens, make_book: MakeBook) -> None:
+    # JSON and the schema's `integer` read 5.0 as 5; a fraction stays wrong.
+    book_id = await make_book(duration=600)
+    url = f"/api/audiobooks/{book_id}/reviews/"
+    problem = assert_problem(await client.post(url, json={"rating": 4.5}, headers=bearer(admin)), 422)
+    assert problem["errors"][0]["field"] == "rating"
+    created = await client.post(url, json={"rating": 5.0, "review_text": "Whole."}, headers=bearer(admin))
+    assert created.status_code == 201, created.text
+    assert created.json()["rating"] == 5
+
+
+async def test_names_longer_than_their_column_are_422(client: Client, admin: Tokens, make_book: MakeBook) -> None:
+    book_id = await make_book()
+    url = f"/api/audiobooks/{book_id}/"
+    for body, field in [({"genres": ["g" * 101]}, "genres[0]"), ({"authors": ["a" * 256]}, "authors[0]")]:
+        problem = assert_problem(await client.patch(url, json=body, headers=bearer(admin)), 422)
+        assert problem["errors"][0]["field"] == field
+    edited = await client.patch(url, json={"genres": ["g" * 100]}, headers=bearer(admin))
+    assert edited.status_code == 200, edited.text
+    assert [genre["name"] for genre in edited.json()["genres"]] == ["g" * 100]
+
+
 async def test_a_body_that_is_not_utf8_json_is_400(client: Client) -> None:
     for content in [
         b'{"username_or_email": "demo\xfflistener", "password": "x"}',

@@ -40,6 +40,28 @@ def nests_deeper_than(body: bytes, limit: int) -> bool:
     return bool(brackets)
 
 
+_GOT_FLOAT = "got `float`"
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    return value
+
+
+def _convert_with_integral_floats(body: bytes, target_type: Any, dec_hook: Any) -> Any:
+    """``body`` with 5.0 read as 5 (ints still fill float fields), otherwise as strict as the typed decode."""
+    values = _integral_floats_as_ints(msgspec.json.decode(body))
+    try:
+        return msgspec.convert(values, target_type, strict=True, dec_hook=dec_hook)
+    except msgspec.ValidationError as exc:
+        raise Unprocessable("The request has invalid fields.", errors=[body_field_error(exc)]) from exc
+
+
 def body_field_error(exc: msgspec.ValidationError) -> FieldError:
     """Msgspec's ``Expected `int`, got `str` - at `$.rating``` as ``{field: "rating", message: ...}``."""
     message = str(exc)
@@ -65,6 +87,9 @@ def decode_json_body(body: bytes, target_type: Any, dec_hook: Any = None) -> Any
     except msgspec.ValidationError as exc:
         if nests_deeper_than(body, MAX_JSON_DEPTH):
             raise too_deep from exc
+        if _GOT_FLOAT in str(exc):
+            # JSON (and the schema's `integer`) reads 5.0 as the number 5; msgspec's strict mode does not.
+            return _convert_with_integral_floats(body, target_type, dec_hook)
         raise Unprocessable("The request has invalid fields.", errors=[body_field_error(exc)]) from exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedBody(f"The request body is not valid UTF-8 JSON: {exc}.") from exc

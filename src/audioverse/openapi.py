@@ -75,12 +75,23 @@ class ContractOperation(Operation):
             responses.setdefault("422", problem_response(HTTPStatus.UNPROCESSABLE_ENTITY))
         if self.request_body:
             responses.setdefault("413", problem_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE))
+            if isinstance(self.request_body, RequestBody) and accepts_no_body(self.request_body):
+                self.request_body.required = False
         for status, response in responses.items():
             if status in BODILESS_STATUSES and isinstance(response, OpenAPIResponse):
                 response.content = None
         self.responses = dict(sorted(responses.items()))
         if self.public and self.security is None:
             self.security = []
+
+
+def accepts_no_body(body: RequestBody) -> bool:
+    """Whether the body's schema admits null: Litestar marks every body required, even ``data: X | None = None``."""
+    return any(
+        isinstance(media.schema, Schema)
+        and any(isinstance(choice, Schema) and choice.type == OpenAPIType.NULL for choice in media.schema.one_of or [])
+        for media in body.content.values()
+    )
 
 
 @cache

@@ -32,6 +32,8 @@ from audioverse.db import Base
 # Storage keys under this prefix hold recordings that large demo catalogs share between books:
 # deleting one book leaves them for the others.
 SHARED_AUDIO_PREFIX = "demo/shared/"
+PERSON_NAME_MAX_LENGTH = 255
+GENRE_NAME_MAX_LENGTH = 100
 
 audiobook_author = Table(
     "audiobook_author",
@@ -57,7 +59,7 @@ class Author(Base):
     __tablename__ = "author"
     __table_args__ = (Index("uq_author_name_lower", func.lower(column("name")), unique=True),)
 
-    name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(PERSON_NAME_MAX_LENGTH))
     bio: Mapped[str] = mapped_column(Text, default="")
     photo_url: Mapped[str | None] = mapped_column(String(1000), default=None)
     website: Mapped[str | None] = mapped_column(String(1000), default=None)
@@ -70,7 +72,7 @@ class Narrator(Base):
     __tablename__ = "narrator"
     __table_args__ = (Index("uq_narrator_name_lower", func.lower(column("name")), unique=True),)
 
-    name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(PERSON_NAME_MAX_LENGTH))
     bio: Mapped[str] = mapped_column(Text, default="")
     photo_url: Mapped[str | None] = mapped_column(String(1000), default=None)
     website: Mapped[str | None] = mapped_column(String(1000), default=None)
@@ -82,8 +84,8 @@ class Narrator(Base):
 class Genre(Base):
     __tablename__ = "genre"
 
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(GENRE_NAME_MAX_LENGTH), unique=True)
+    slug: Mapped[str] = mapped_column(String(GENRE_NAME_MAX_LENGTH), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
 
 

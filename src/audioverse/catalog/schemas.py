@@ -8,9 +8,11 @@ from typing import Annotated
 import msgspec
 
 from audioverse.accounts.schemas import SPACE_OR_CONTROL, Bio
+from audioverse.catalog.models import GENRE_NAME_MAX_LENGTH, PERSON_NAME_MAX_LENGTH
 from audioverse.types import Text
 
-Name = Annotated[Text, msgspec.Meta(min_length=1, max_length=255)]
+Name = Annotated[Text, msgspec.Meta(min_length=1, max_length=PERSON_NAME_MAX_LENGTH)]
+GenreName = Annotated[Text, msgspec.Meta(min_length=1, max_length=GENRE_NAME_MAX_LENGTH)]
 # A type with its own pattern cannot layer Text's (msgspec takes one pattern); SPACE_OR_CONTROL holds NUL.
 Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=rf"^https?://[^{SPACE_OR_CONTROL}]+$")]
 Language = Annotated[str, msgspec.Meta(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
@@ -88,7 +90,7 @@ class AudiobookUpdate(msgspec.Struct, forbid_unknown_fields=True):
     description: Annotated[Text, msgspec.Meta(max_length=20000)] | msgspec.UnsetType = msgspec.UNSET
     authors: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=20)] | msgspec.UnsetType = msgspec.UNSET
     narrators: Annotated[list[Name], msgspec.Meta(max_length=20)] | msgspec.UnsetType = msgspec.UNSET
-    genres: Annotated[list[Name], msgspec.Meta(max_length=10)] | msgspec.UnsetType = msgspec.UNSET
+    genres: Annotated[list[GenreName], msgspec.Meta(max_length=10)] | msgspec.UnsetType = msgspec.UNSET
     language: Language | msgspec.UnsetType = msgspec.UNSET
     release_date: date | msgspec.UnsetType | None = msgspec.UNSET
     publisher: Annotated[Text, msgspec.Meta(max_length=255)] | msgspec.UnsetType | None = msgspec.UNSET

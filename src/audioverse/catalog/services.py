@@ -16,6 +16,8 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.strategy_options import _AbstractLoad
 
 from audioverse.catalog.models import (
+    GENRE_NAME_MAX_LENGTH,
+    PERSON_NAME_MAX_LENGTH,
     Audiobook,
     Author,
     Chapter,
@@ -40,14 +42,14 @@ Person = TypeVar("Person", Author, Narrator)
 
 
 def slugify(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "genre"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:GENRE_NAME_MAX_LENGTH] or "genre"
 
 
-def clean_names(names: Sequence[str]) -> list[str]:
-    """Trimmed, de-duplicated (case-insensitively), in the order given."""
+def clean_names(names: Sequence[str], max_length: int) -> list[str]:
+    """Trimmed, cut to ``max_length`` (tags read from a file are not validated), de-duplicated case-insensitively."""
     seen: dict[str, str] = {}
     for name in names:
-        trimmed = " ".join(name.split())
+        trimmed = " ".join(name.split())[:max_length].rstrip()
         if trimmed and trimmed.lower() not in seen:
             seen[trimmed.lower()] = trimmed
     return list(seen.values())
@@ -127,7 +129,7 @@ class Catalog:
 
     async def people_by_name(self, model: type[Person], names: Sequence[str]) -> list[Person]:
         """The named authors or narrators, creating those that do not exist yet."""
-        wanted = clean_names(names)
+        wanted = clean_names(names, PERSON_NAME_MAX_LENGTH)
         if not wanted:
             return []
         found = await self.session.scalars(select(model).where(func.lower(model.name).in_([n.lower() for n in wanted])))
@@ -141,7 +143,7 @@ class Catalog:
         return [by_name[name.lower()] for name in wanted]
 
     async def genres_by_name(self, names: Sequence[str]) -> list[Genre]:
-        wanted = clean_names(names)
+        wanted = clean_names(names, GENRE_NAME_MAX_LENGTH)
         if not wanted:
             return []
         slugs = {slugify(name): name for name in wanted}

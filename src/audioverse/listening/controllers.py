@@ -12,6 +12,7 @@ import msgspec
 from litestar import Controller, HttpMethod, Request, Response, delete, get, patch, post, put, route
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIHeader, OpenAPIResponse, Reference
 from litestar.params import Body, Parameter
 from litestar.response import Redirect
@@ -340,7 +341,10 @@ class LibraryController(Controller):
     @post(
         "/{audiobook_id:int}",
         summary="Add a book to your library (201 the first time, 200 after)",
-        responses=WRITE_ERRORS,
+        responses={
+            **WRITE_ERRORS,
+            HTTPStatus.OK: ResponseSpec(data_container=LibraryItem, description="Already in your library."),
+        },
     )
     async def add(
         self,
