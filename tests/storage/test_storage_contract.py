@@ -104,6 +104,9 @@ async def test_streams_redirect_to_s3_or_proxy_it(
         s3_secret_access_key="test",
         # Its own index: the embedded engine allows one writer, and the fixture's app is running too.
         search_dir=tmp_path / "search",
+        # Its jobs (the storage deletes) run in-process: the session's worker keeps the profile's own
+        # storage, so it could not delete from this bucket. The app waits for them as it stops.
+        redis_url=None,
     )
     audio = mp3_with_chapters(tmp_path).path.read_bytes()
     async with AsyncTestClient(create_app(on_s3)) as client:
