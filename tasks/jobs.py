@@ -57,8 +57,7 @@ async def run_job(job_id: int, context: Annotated[Context, TaskiqDepends()], res
     A failure is recorded on the row (attempts, error, when the sweep may retry) and raised, so the
     broker's retry middleware sends it again sooner; after ``job_max_attempts`` the job is given up.
     """
-    database = resources.database
-    async with database.get_session() as session:
+    async with resources.job_slots, resources.database.get_session() as session:
         row_locks = session.get_bind().dialect.name == "postgresql"
         if not row_locks and job_id in resources.running_jobs:
             return "running elsewhere"

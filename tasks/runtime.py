@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -30,6 +31,9 @@ class TaskResources:
     running_jobs: set[int] = field(default_factory=set)
     """Jobs this process is running: on SQLite, where no row lock says so, a second send of one skips it."""
     stop_sending_jobs: Callable[[], None] = lambda: None
+    job_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    """Jobs this process runs at once. A running job holds its claim's connection and opens its own, so
+    without a bound a burst of jobs takes the whole pool with claims, each then waiting for a second connection."""
 
 
 def install_resources(
@@ -47,6 +51,7 @@ def install_resources(
         ensure_data_dir(settings)
         database = sqlalchemy_config(settings)
         state.resources = TaskResources(
+            job_slots=asyncio.Semaphore(max(1, settings.database_pool_size // 2)),
             settings=settings,
             database=database,
             storage=build_storage(settings),

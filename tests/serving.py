@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.services import free_port
+from tests.services import free_port, stop_process
 
 AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
 START_SECONDS = 120
@@ -61,9 +61,4 @@ def audioverse_run(data_dir: Path, **settings: str) -> Iterator[Server]:
                 time.sleep(0.2)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 30)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.services import free_port, service_missing
+from tests.services import free_port, service_missing, stop_process
 
 NGINX_BINARY = Path("/usr/sbin/nginx")
 START_TIMEOUT_SECONDS = 15.0
@@ -101,10 +101,5 @@ def run_nginx(
         _wait_until_serving(server)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 10)
         shutil.rmtree(prefix, ignore_errors=True)

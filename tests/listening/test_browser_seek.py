@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +12,12 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.audio_fixtures import ffmpeg
-from tests.services import free_port, service_missing
+from tests.services import service_missing
+from tests.serving import AUDIOVERSE, audioverse_run
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
-AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
 CHROMIUM_FLAGS = [
     "--headless=new",
     "--no-sandbox",
@@ -36,35 +34,15 @@ CHROMIUM_FLAGS = [
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[str]:
     """The real service (`audioverse run`) on a free port, as a browser would reach it."""
-    port = free_port()
-    environment = {
-        **os.environ,
-        "AUDIOVERSE_DATA_DIR": str(tmp_path / "var"),
-        # Two demo books, so the browser also plays what the README's first command serves.
-        "AUDIOVERSE_SEED_DEMO_ON_STARTUP": "true",
-        "AUDIOVERSE_DEMO_BOOKS": "2",
-    }
+    data_dir = tmp_path / "var"
     subprocess.run(
         [AUDIOVERSE, "users", "create-admin", "--email", "dj@example.com", "--username", "dj",
          "--password", "a long browser password"],
-        env=environment, check=True, capture_output=True,
+        env={**os.environ, "AUDIOVERSE_DATA_DIR": str(data_dir)}, check=True, capture_output=True,
     )  # fmt: skip
-    process = subprocess.Popen(
-        [AUDIOVERSE, "run", "--port", str(port)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{base}/api/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    # Two demo books, so the browser also plays what the README's first command serves.
+    with audioverse_run(data_dir, seed_demo_on_startup="true", demo_books="2") as server:
+        yield server.url
 
 
 def test_chromium_plays_and_seeks_the_stream(service: str, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from search import SearchEngineError, SearchEngineUnavailable, SearchQuery
 from search.embedded import CURRENT_POINTER, EmbeddedSearchEngine, within_edits
+from search.query import MAX_RESULT_WINDOW
 from tests.search.catalog import CATALOG, PEOPLE
 
 
@@ -93,11 +94,12 @@ async def test_a_second_engine_on_the_same_directory_is_refused_until_the_first_
 
 @pytest.mark.parametrize("sort", ["relevance", "-title"])
 async def test_an_offset_far_past_the_end_reads_an_empty_page(tmp_path: Path, sort: str) -> None:
-    # tantivy reserved room for offset + limit hits: such an offset used to abort the process.
+    # tantivy reserves room for offset + limit hits: the deepest page of the window, far past the end,
+    # collects no more than there are documents.
     engine = EmbeddedSearchEngine(tmp_path)
     try:
         await engine.upsert(CATALOG)
-        result = await engine.search(SearchQuery(sort=sort, offset=2**63 - 100, limit=20))
+        result = await engine.search(SearchQuery(sort=sort, offset=MAX_RESULT_WINDOW - 20, limit=20))
         assert result.hits == []
         assert result.total == len(CATALOG)
     finally:

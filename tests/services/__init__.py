@@ -55,6 +55,16 @@ def service_missing(what: str) -> NoReturn:
     pytest.skip(message)
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
+    """Ask ``process`` to stop, and kill it if it has not within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -127,12 +137,7 @@ class MeilisearchServer:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 10)
         self.process = None
 
 
@@ -233,12 +238,7 @@ def run_audioverse(settings: Settings, *arguments: str) -> Iterator[subprocess.P
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=WORKER_START_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, WORKER_START_TIMEOUT_SECONDS)
 
 
 def run_worker(settings: Settings) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:

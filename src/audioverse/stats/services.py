@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Column, ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.catalog.models import Author, Genre, audiobook_author, audiobook_genre
@@ -28,6 +28,27 @@ def streaks(days: Sequence[date], today: date) -> tuple[int, int]:
         previous = day
     current = run if previous is not None and (today - previous).days <= 1 else 0
     return current, longest
+
+
+async def most_listened(
+    session: AsyncSession,
+    ledger: ColumnElement[bool],
+    model: type[Genre | Author],
+    link_audiobook: Column[Any],
+    link_target: Column[Any],
+) -> list[dict[str, Any]]:
+    """The ``TOP_ENTRIES`` genres or authors the ``ledger`` rows spent most time on, with those seconds."""
+    listened = func.sum(ListeningLedger.seconds)
+    rows = await session.execute(
+        select(model.id, model.name, listened)
+        .join(link_audiobook.table, link_audiobook == ListeningLedger.audiobook_id)
+        .join(model, model.id == link_target)
+        .where(ledger)
+        .group_by(model.id, model.name)
+        .order_by(listened.desc())
+        .limit(TOP_ENTRIES)
+    )
+    return [{"id": row[0], "name": row[1], "seconds": round(float(row[2]), 3)} for row in rows]
 
 
 async def user_stats(session: AsyncSession, user_id: int) -> dict[str, Any]:
@@ -54,29 +75,10 @@ async def user_stats(session: AsyncSession, user_id: int) -> dict[str, Any]:
     current, longest = streaks([day for day, seconds in per_day.items() if seconds > 0], today)
     window = [today - timedelta(days=offset) for offset in range(STATS_DAYS - 1, -1, -1)]
 
-    listened = func.sum(ListeningLedger.seconds)
-    genres = (
-        await session.execute(
-            select(Genre.id, Genre.name, listened)
-            .join(audiobook_genre, audiobook_genre.c.audiobook_id == ListeningLedger.audiobook_id)
-            .join(Genre, Genre.id == audiobook_genre.c.genre_id)
-            .where(ledger)
-            .group_by(Genre.id, Genre.name)
-            .order_by(listened.desc())
-            .limit(TOP_ENTRIES)
-        )
-    ).all()
-    authors = (
-        await session.execute(
-            select(Author.id, Author.name, listened)
-            .join(audiobook_author, audiobook_author.c.audiobook_id == ListeningLedger.audiobook_id)
-            .join(Author, Author.id == audiobook_author.c.author_id)
-            .where(ledger)
-            .group_by(Author.id, Author.name)
-            .order_by(listened.desc())
-            .limit(TOP_ENTRIES)
-        )
-    ).all()
+    genres = await most_listened(session, ledger, Genre, audiobook_genre.c.audiobook_id, audiobook_genre.c.genre_id)
+    authors = await most_listened(
+        session, ledger, Author, audiobook_author.c.audiobook_id, audiobook_author.c.author_id
+    )
     reviews = await session.scalar(select(func.count()).where(Review.user_id == user_id)) or 0
     bookmarks = await session.scalar(select(func.count()).where(Bookmark.user_id == user_id)) or 0
     return {
@@ -86,8 +88,8 @@ async def user_stats(session: AsyncSession, user_id: int) -> dict[str, Any]:
         "current_streak_days": current,
         "longest_streak_days": longest,
         "listening_by_day": [{"date": day, "seconds": round(float(per_day.get(day, 0.0)), 3)} for day in window],
-        "top_genres": [{"id": row[0], "name": row[1], "seconds": round(float(row[2]), 3)} for row in genres],
-        "top_authors": [{"id": row[0], "name": row[1], "seconds": round(float(row[2]), 3)} for row in authors],
+        "top_genres": genres,
+        "top_authors": authors,
         "reviews_written": reviews,
         "bookmarks_count": bookmarks,
     }
