@@ -76,6 +76,13 @@ async def test_validation_errors_are_400_and_422_problems(document: dict[str, An
     assert problem_entry(register, "422")["schema"] == PROBLEM_REF
 
 
+async def test_routes_with_a_body_document_its_size_limit_and_idle_timeout(document: dict[str, Any]) -> None:
+    for method, path, operation in operations(document):
+        if "requestBody" in operation:
+            assert problem_entry(operation, "413")["schema"] == PROBLEM_REF, (method, path)
+            assert problem_entry(operation, "408")["schema"] == PROBLEM_REF, (method, path)
+
+
 async def test_no_content_responses_have_no_body(document: dict[str, Any]) -> None:
     for path, method in [
         ("/api/audiobooks/{audiobook_id}", "delete"),

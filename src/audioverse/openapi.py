@@ -75,6 +75,8 @@ class ContractOperation(Operation):
             responses.setdefault("422", problem_response(HTTPStatus.UNPROCESSABLE_ENTITY))
         if self.request_body:
             responses.setdefault("413", problem_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE))
+            # A client that stops sending its body is dropped after the idle time (audioverse.body_timeout).
+            responses.setdefault("408", problem_response(HTTPStatus.REQUEST_TIMEOUT))
             if isinstance(self.request_body, RequestBody) and accepts_no_body(self.request_body):
                 self.request_body.required = False
         for status, response in responses.items():
