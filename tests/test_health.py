@@ -239,4 +239,3 @@ async def test_cors_allows_configured_origin(settings: Settings) -> None:
         other = await client.get("/api/health", headers={"Origin": "https://evil.example"})
     assert allowed.headers["access-control-allow-origin"] == "https://player.example"
     assert "access-control-allow-origin" not in other.headers
-
