@@ -16,9 +16,11 @@ import pytest
 import structlog
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import select
 
 from audioverse.config import Settings
-from audioverse.jobs import TaskQueue, build_broker
+from audioverse.db import sqlalchemy_config
+from audioverse.jobs import Job, TaskQueue, build_broker, defer
 from tests.services import (
     REDIS_URL,
     TEST_HASHING,
@@ -123,6 +125,22 @@ async def test_a_hostile_request_id_is_replaced(client: AsyncTestClient[Litestar
     response = await client.get("/api/health", headers=[(b"x-request-id", hostile.encode())])
     assert response.status_code == 200
     assert GENERATED_ID.fullmatch(response.headers["x-request-id"])
+
+
+async def test_a_deferred_job_keeps_the_id_of_the_request_that_asked_for_it(
+    client: AsyncTestClient[Litestar], settings: Settings
+) -> None:
+    database = sqlalchemy_config(settings)  # the client's app has migrated the schema
+    try:
+        async with database.get_session() as session:
+            # The sweep resends a job from its row, so the row, not only the first send, names the request.
+            with structlog.contextvars.bound_contextvars(request_id="req-deferred-1"):
+                await defer(session, "system.ping")
+            stored = await session.scalar(select(Job.request_id).where(Job.task_name == "system.ping"))
+            await session.rollback()
+    finally:
+        await database.get_engine().dispose()
+    assert stored == "req-deferred-1"
 
 
 def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
