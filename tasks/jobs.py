@@ -88,14 +88,16 @@ async def sweep(context: Annotated[Context, TaskiqDepends()], resources: Resourc
     """Send again every job whose send was lost, whose worker died, or whose retry is due; returns how many."""
     async with resources.database.get_session() as session:
         due: list[Any] = list(
-            await session.scalars(
-                select(Job.id)
+            await session.execute(
+                select(Job.id, Job.request_id)
                 .where(Job.failed_at.is_(None), Job.run_after <= datetime.now(UTC))
                 .order_by(Job.id)
                 .limit(SWEEP_BATCH)
             )
         )
     queue = TaskQueue(context.broker)
-    for job_id in due:
-        await queue.enqueue(RUN_JOB_TASK, job_id)
+    for job_id, request_id in due:
+        # The send carries the id of the request that asked for the job (see RequestIdTaskMiddleware).
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await queue.enqueue(RUN_JOB_TASK, job_id)
     return len(due)

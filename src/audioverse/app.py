@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
@@ -12,11 +11,8 @@ from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, get
 from litestar.config.cors import CORSConfig
-from litestar.data_extractors import RequestExtractorField, ResponseExtractorField
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.logging.config import StructLoggingConfig
-from litestar.middleware.logging import LoggingMiddlewareConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
@@ -57,6 +53,7 @@ from audioverse.listening.controllers import (
     ProgressController,
     StreamController,
 )
+from audioverse.logs import RequestLogMiddleware, structlog_config
 from audioverse.model_registry import catalog_outbox  # noqa: F401  (outbox rows on every catalog flush)
 from audioverse.openapi import ClosedStructSchemaPlugin, ContractDocs
 from audioverse.ratelimit import RateLimiter, window_counter
@@ -102,10 +99,6 @@ def _stores(settings: Settings, redis: Redis | None) -> StoreRegistry:
     return StoreRegistry(default_factory=root.with_namespace)
 
 
-REQUEST_LOG_FIELDS: tuple[RequestExtractorField, ...] = ("path", "method", "query", "client")
-RESPONSE_LOG_FIELDS: tuple[ResponseExtractorField, ...] = ("status_code",)
-
-
 async def seed_if_empty(database: SQLAlchemyAsyncConfig, storage: Storage, books: int) -> None:
     async with database.get_session() as session:
         seeder = DemoSeeder(session, storage)
@@ -114,15 +107,6 @@ async def seed_if_empty(database: SQLAlchemyAsyncConfig, storage: Storage, books
             logger.info("seeding the demo catalog", books=books)
             await seeder.seed(books)
             logger.info("demo catalog ready", books=books)
-
-
-def request_logging_config() -> LoggingMiddlewareConfig:
-    """Log each request line and response status; bodies carry passwords and tokens, so never them."""
-    return LoggingMiddlewareConfig(
-        request_log_fields=REQUEST_LOG_FIELDS,
-        response_log_fields=RESPONSE_LOG_FIELDS,
-        request_headers_to_obfuscate={"Authorization", "Cookie"},
-    )
 
 
 def readiness_probes(
@@ -201,18 +185,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if redis is not None:
                 await redis.aclose()
 
+    # Requests are logged by RequestLogMiddleware around the whole app, not by Litestar's per-route middleware.
     logging_plugin = StructlogPlugin(
-        StructlogConfig(
-            structlog_logging_config=StructLoggingConfig(
-                log_exceptions="debug",
-                pretty_print_tty=not settings.log_json,
-                wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(settings.log_level)),
-            ),
-            middleware_logging_config=request_logging_config(),
-        )
+        StructlogConfig(structlog_logging_config=structlog_config(settings), enable_middleware_logging=False)
     )
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             HealthController,
             docs_redirect,
@@ -281,6 +259,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=settings.debug,
     )
+    # Route middleware never sees a request no route matches (404, 405); the request log must.
+    app.asgi_handler = RequestLogMiddleware(app.asgi_handler)
+    return app
 
 
 __all__ = ["Storage", "create_app"]

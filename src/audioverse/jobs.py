@@ -34,6 +34,7 @@ from taskiq_redis import ListQueueBroker, ListRedisScheduleSource, RedisAsyncRes
 
 from audioverse.config import Settings
 from audioverse.db import Base, session_factory
+from audioverse.logs import RequestIdTaskMiddleware, current_request_id
 
 RUN_JOB_TASK = "jobs.run"
 SWEEP_JOBS_TASK = "jobs.sweep"
@@ -51,7 +52,7 @@ def build_broker(settings: Settings) -> AsyncBroker:
     retries follow at once (its only remote dependency, SMTP, is not used by the embedded profile).
     """
     if settings.redis_url is None:
-        return InMemoryBroker().with_middlewares(SmartRetryMiddleware())
+        return InMemoryBroker().with_middlewares(RequestIdTaskMiddleware(), SmartRetryMiddleware())
     retries = SmartRetryMiddleware(
         default_delay=RETRY_FIRST_DELAY_SECONDS,
         use_delay_exponent=True,
@@ -70,7 +71,7 @@ def build_broker(settings: Settings) -> AsyncBroker:
     broker = ListQueueBroker(
         settings.redis_url, queue_name=settings.task_queue_name, socket_timeout=None, socket_keepalive=True
     )
-    return broker.with_result_backend(result_backend).with_middlewares(retries)
+    return broker.with_result_backend(result_backend).with_middlewares(RequestIdTaskMiddleware(), retries)
 
 
 class TaskQueue:
@@ -137,6 +138,8 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     failed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     """Set when the job was given up after its last attempt; the sweep skips it, the row stays to be looked at."""
+    request_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    """The request that asked for the job: every send of it carries the id into the worker's log lines."""
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -174,6 +177,7 @@ def defer_sync(session: Session, task_name: str, *args: Any, **kwargs: Any) -> N
         "args": msgspec.to_builtins(list(args)),
         "kwargs": msgspec.to_builtins(kwargs),
         "run_after": datetime.now(UTC),
+        "request_id": current_request_id(),
     }
     connection = session.connection()  # begins the transaction, so the state below is keyed by it
     deferred = _deferred(session)
