@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import User
 from audioverse.catalog.models import Audiobook, Chapter
-from audioverse.catalog.services import LIST_LOAD
+from audioverse.catalog.services import books_by_id
 from audioverse.db import upsert_into
 from audioverse.errors import Conflict, FieldError, NotFound, Unprocessable
 from audioverse.listening.models import Bookmark, LibraryEntry, ListeningLedger, ListeningProgress, PlayWindow
@@ -369,7 +369,7 @@ class Listening:
         """The books, the caller's progress and the chapters for a page: a fixed number of queries."""
         if not audiobook_ids:
             return {}, {}, {}
-        books = await self.session.scalars(select(Audiobook).where(Audiobook.id.in_(audiobook_ids)).options(*LIST_LOAD))
+        books = await books_by_id(self.session, audiobook_ids)
         progress = await self.session.scalars(
             select(ListeningProgress).where(
                 ListeningProgress.user_id == self.user.id, ListeningProgress.audiobook_id.in_(audiobook_ids)
@@ -381,7 +381,7 @@ class Listening:
         ):
             chapters.setdefault(chapter.audiobook_id, []).append(chapter)
         return (
-            {book.id: book for book in books},
+            books,
             {entry.audiobook_id: entry for entry in progress},
             chapters,
         )
