@@ -13,6 +13,7 @@ from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLA
 from advanced_alchemy.extensions.litestar import EngineConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarSQLAlchemyConfig
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import sessionmaker
 
@@ -103,6 +104,15 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=15000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def upsert_into(session: AsyncSession, model: type[Any]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into ``model``'s table in the session's dialect, so it takes ON CONFLICT DO UPDATE/NOTHING.
+
+    Both PostgreSQL and SQLite have the clause, but SQLAlchemy builds it only from the dialect's own ``insert``.
+    """
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(model)
 
 
 def ensure_data_dir(settings: Settings) -> None:

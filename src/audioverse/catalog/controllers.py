@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post, put
+from litestar import Controller, HttpMethod, Request, delete, get, post, put, route
 from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ValidationException
@@ -184,7 +184,13 @@ class AudiobookController(Controller):
         ensure_owner_or_curator(user, book.uploaded_by_id, "this audiobook")
         return book
 
-    @patch("/{audiobook_id:int}", summary="Change some metadata (uploader or curator)", responses=EDIT_ERRORS)
+    @route(
+        "/{audiobook_id:int}",
+        # PUT has always been the same partial update as PATCH: fields left out stay as they are.
+        http_method=[HttpMethod.PUT, HttpMethod.PATCH],
+        summary="Change some metadata (uploader or curator)",
+        responses=EDIT_ERRORS,
+    )
     async def update_audiobook(
         self, audiobook_id: Id, data: AudiobookUpdate, catalog: Catalog, request: Request[User, Any, Any]
     ) -> AudiobookDetail:
@@ -201,13 +207,6 @@ class AudiobookController(Controller):
         await catalog.session.flush()
         await catalog.session.refresh(book, attribute_names=["updated_at"])
         return audiobook_detail(book)
-
-    @put("/{audiobook_id:int}", summary="Replace metadata (uploader or curator)", responses=EDIT_ERRORS)
-    async def replace_audiobook(
-        self, audiobook_id: Id, data: AudiobookUpdate, catalog: Catalog, request: Request[User, Any, Any]
-    ) -> AudiobookDetail:
-        updated: AudiobookDetail = await self.update_audiobook.fn(self, audiobook_id, data, catalog, request)
-        return updated
 
     @delete(
         "/{audiobook_id:int}",
@@ -334,7 +333,13 @@ class PeopleController(Controller):
             **msgspec.structs.asdict(person_read(person, total)), audiobooks=[audiobook_read(b) for b in books]
         )
 
-    @patch("/{person_id:int}", summary="Edit (curators)", guards=[requires_curator], responses=EDIT_ERRORS)
+    @route(
+        "/{person_id:int}",
+        http_method=[HttpMethod.PUT, HttpMethod.PATCH],
+        summary="Edit (curators)",
+        guards=[requires_curator],
+        responses=EDIT_ERRORS,
+    )
     async def update_person(self, person_id: Id, data: PersonUpdate, catalog: Catalog) -> PersonRead:
         person = await self._person(catalog, person_id)
         for name, value in msgspec.structs.asdict(data).items():
@@ -342,11 +347,6 @@ class PeopleController(Controller):
                 setattr(person, name, value)
         await catalog.session.flush()
         return person_read(person, await catalog.audiobook_count(self.model, person.id))
-
-    @put("/{person_id:int}", summary="Edit (curators)", guards=[requires_curator], responses=EDIT_ERRORS)
-    async def replace_person(self, person_id: Id, data: PersonUpdate, catalog: Catalog) -> PersonRead:
-        updated: PersonRead = await self.update_person.fn(self, person_id, data, catalog)
-        return updated
 
 
 def person_read(person: Author | Narrator, audiobooks_count: int) -> PersonRead:

@@ -28,7 +28,7 @@ from audioverse.catalog.models import (
     audiobook_author,
     audiobook_narrator,
 )
-from audioverse.catalog.services import LIST_LOAD
+from audioverse.catalog.services import books_by_id
 from audioverse.catalog.views import cover_url
 from audioverse.config import Settings
 from audioverse.errors import Conflict
@@ -96,11 +96,8 @@ def audiobook_document(book: Audiobook) -> AudiobookDocument:
 
 async def audiobook_documents(session: AsyncSession, ids: Iterable[int]) -> list[AudiobookDocument]:
     """Documents for the books that exist among ``ids``: one query for the books, one per relation."""
-    wanted = list(ids)
-    if not wanted:
-        return []
-    books = await session.scalars(select(Audiobook).where(Audiobook.id.in_(wanted)).options(*LIST_LOAD))
-    return [audiobook_document(book) for book in books]
+    books = await books_by_id(session, list(ids))
+    return [audiobook_document(book) for book in books.values()]
 
 
 def _link(model: type[Author] | type[Narrator]) -> Any:

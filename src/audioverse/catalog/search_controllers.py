@@ -20,7 +20,7 @@ from audioverse.catalog.controllers import CATALOG_FILTERS
 from audioverse.catalog.indexing import REINDEX_TASK, abandon_claim, claim_reindex, pending_changes, read_status
 from audioverse.catalog.models import Audiobook
 from audioverse.catalog.schemas import AudiobookRead
-from audioverse.catalog.services import LIST_LOAD
+from audioverse.catalog.services import books_by_id
 from audioverse.catalog.views import audiobook_read
 from audioverse.errors import FieldError, ServiceUnavailable, Unprocessable, problem_responses
 from audioverse.jobs import defer
@@ -134,10 +134,7 @@ class SearchController(Controller):
         except SearchEngineUnavailable as exc:
             raise engine_down(exc) from exc
         ids = [hit.id for hit in result.hits]
-        books = {
-            book.id: book
-            for book in await db_session.scalars(select(Audiobook).where(Audiobook.id.in_(ids)).options(*LIST_LOAD))
-        }
+        books = await books_by_id(db_session, ids)
         items = [
             SearchItem(**msgspec.structs.asdict(audiobook_read(books[hit.id])), highlights=hit.highlights)
             for hit in result.hits

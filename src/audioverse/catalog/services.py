@@ -97,6 +97,14 @@ class AudiobookQuery:
         return filters
 
 
+async def books_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, Audiobook]:
+    """The books among ``ids`` that exist, by id, each with its authors, narrators and genres."""
+    if not ids:
+        return {}
+    books = await session.scalars(select(Audiobook).where(Audiobook.id.in_(ids)).options(*LIST_LOAD))
+    return {book.id: book for book in books}
+
+
 class AudiobookRepository(SQLAlchemyAsyncRepository[Audiobook]):
     model_type = Audiobook
 

@@ -9,7 +9,7 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, HttpMethod, Request, Response, delete, get, patch, post, put, route
+from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
@@ -238,15 +238,10 @@ class BookmarkController(Controller):
     tags = ["listening"]
     dependencies = DEPENDENCIES
 
-    @patch("/", summary="Change your bookmark", responses=WRITE_ERRORS)
+    @route("/", http_method=[HttpMethod.PUT, HttpMethod.PATCH], summary="Change your bookmark", responses=WRITE_ERRORS)
     async def update_bookmark(self, bookmark_id: Id, data: BookmarkPatch, listening: Listening) -> BookmarkRead:
         fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         return bookmark_read(await listening.change_bookmark(bookmark_id, fields))
-
-    @put("/", summary="Change your bookmark", responses=WRITE_ERRORS)
-    async def replace_bookmark(self, bookmark_id: Id, data: BookmarkPatch, listening: Listening) -> BookmarkRead:
-        updated: BookmarkRead = await self.update_bookmark.fn(self, bookmark_id, data, listening)
-        return updated
 
     @delete("/", summary="Delete your bookmark", responses=NOT_FOUND)
     async def delete_bookmark(self, bookmark_id: Id, listening: Listening) -> None:
@@ -265,21 +260,18 @@ class ProgressController(Controller):
             raise NotFound("You have not started this audiobook.")
         return progress_read(progress, await listening.chapters(audiobook_id))
 
-    @post(
+    @route(
         "/",
+        http_method=[HttpMethod.POST, HttpMethod.PUT],
         summary="Save your position (the newest update across devices wins)",
         description=PROGRESS_RULE,
+        # An upsert either way: POST answers 200 like PUT, not 201.
         status_code=HTTPStatus.OK,
         responses=PROGRESS_ERRORS,
     )
     async def save_progress(self, audiobook_id: Id, data: ProgressWrite, listening: Listening) -> ProgressRead:
         progress = await listening.save_progress(audiobook_id, data)
         return progress_read(progress, await listening.chapters(audiobook_id))
-
-    @put("/", summary="Save your position (as POST)", description=PROGRESS_RULE, responses=PROGRESS_ERRORS)
-    async def put_progress(self, audiobook_id: Id, data: ProgressWrite, listening: Listening) -> ProgressRead:
-        saved: ProgressRead = await self.save_progress.fn(self, audiobook_id, data, listening)
-        return saved
 
 
 async def library_items(listening: Listening, entries: Sequence[LibraryEntry]) -> list[LibraryItem]:
@@ -370,14 +362,6 @@ class LibraryController(Controller):
         [item] = await library_items(listening, [await listening.set_favorite(audiobook_id, False)])
         return item
 
-    @get("/currently-listening", summary="Started and not finished, most recent first")
-    async def currently_listening(self, listening: Listening, page: Page) -> ListeningPage:
-        return await _listening_page(listening, completed=False, page=page)
-
-    @get("/history", summary="Everything you listened to, most recent first")
-    async def history(self, listening: Listening, page: Page) -> ListeningPage:
-        return await _listening_page(listening, completed=None, page=page)
-
 
 async def _listening_page(listening: Listening, *, completed: bool | None, page: Page) -> ListeningPage:
     rows, total = await listening.listening_page(completed=completed, limit=page.limit, offset=page.offset)
@@ -387,18 +371,20 @@ async def _listening_page(listening: Listening, *, completed: bool | None, page:
 
 
 class ListeningController(Controller):
-    path = "/api/listening"
+    """The listening lists; the library's older paths for two of them are served by the same handlers."""
+
+    path = "/api"
     tags = ["library"]
     dependencies = DEPENDENCIES
 
-    @get("/current", summary="Started and not finished, most recent first")
+    @get(["/listening/current", "/library/currently-listening"], summary="Started and not finished, most recent first")
     async def current(self, listening: Listening, page: Page) -> ListeningPage:
         return await _listening_page(listening, completed=False, page=page)
 
-    @get("/history", summary="Everything you listened to, most recent first")
+    @get(["/listening/history", "/library/history"], summary="Everything you listened to, most recent first")
     async def history(self, listening: Listening, page: Page) -> ListeningPage:
         return await _listening_page(listening, completed=None, page=page)
 
-    @get("/completed", summary="Finished books, most recent first")
+    @get("/listening/completed", summary="Finished books, most recent first")
     async def completed(self, listening: Listening, page: Page) -> ListeningPage:
         return await _listening_page(listening, completed=True, page=page)

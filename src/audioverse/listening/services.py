@@ -8,13 +8,12 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import User
 from audioverse.catalog.models import Audiobook, Chapter
-from audioverse.catalog.services import LIST_LOAD
+from audioverse.catalog.services import books_by_id
+from audioverse.db import upsert_into
 from audioverse.errors import Conflict, FieldError, NotFound, Unprocessable
 from audioverse.listening.models import Bookmark, LibraryEntry, ListeningLedger, ListeningProgress, PlayWindow
 from audioverse.listening.schemas import ProgressWrite
@@ -37,11 +36,6 @@ def utcnow() -> datetime:
 
 def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def upsert_for(session: AsyncSession) -> Any:
-    """The dialect's INSERT with ON CONFLICT support (SQLite and PostgreSQL both have it)."""
-    return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 def effective_time(client_updated_at: datetime, client_sent_at: datetime | None, received_at: datetime) -> datetime:
@@ -169,9 +163,9 @@ class Listening:
             "created_at": now,
             "updated_at": now,
         }
-        insert = upsert_for(self.session)(ListeningProgress).values(**values)
+        insert = upsert_into(self.session, ListeningProgress).values(**values)
         table = ListeningProgress.__table__
-        changed = {
+        changed: dict[str, Any] = {
             name: insert.excluded[name] for name in values if name not in {"user_id", "audiobook_id", "created_at"}
         }
         # Keep the first completion time when a finished book is touched again.
@@ -203,7 +197,7 @@ class Listening:
     async def _add_listening(self, audiobook_id: int, seconds: float, at: datetime) -> None:
         if seconds <= 0:
             return
-        insert = upsert_for(self.session)(ListeningLedger).values(
+        insert = upsert_into(self.session, ListeningLedger).values(
             user_id=self.user.id,
             audiobook_id=audiobook_id,
             day=at.date(),
@@ -221,7 +215,7 @@ class Listening:
     async def count_play(self, audiobook_id: int) -> bool:
         """Count a play unless this user's last counted play of the book is under 30 minutes old."""
         now = utcnow()
-        insert = upsert_for(self.session)(PlayWindow).values(
+        insert = upsert_into(self.session, PlayWindow).values(
             user_id=self.user.id, audiobook_id=audiobook_id, counted_at=now, created_at=now, updated_at=now
         )
         table = PlayWindow.__table__
@@ -304,7 +298,7 @@ class Listening:
     async def add_to_library(self, audiobook_id: int, shelf: str | None) -> tuple[LibraryEntry, bool]:
         """Idempotent: the entry and whether it was created now."""
         await self.book(audiobook_id)
-        insert = upsert_for(self.session)(LibraryEntry).values(
+        insert = upsert_into(self.session, LibraryEntry).values(
             user_id=self.user.id, audiobook_id=audiobook_id, shelf=shelf, is_favorite=False,
             created_at=utcnow(), updated_at=utcnow(),
         )  # fmt: skip
@@ -375,7 +369,7 @@ class Listening:
         """The books, the caller's progress and the chapters for a page: a fixed number of queries."""
         if not audiobook_ids:
             return {}, {}, {}
-        books = await self.session.scalars(select(Audiobook).where(Audiobook.id.in_(audiobook_ids)).options(*LIST_LOAD))
+        books = await books_by_id(self.session, audiobook_ids)
         progress = await self.session.scalars(
             select(ListeningProgress).where(
                 ListeningProgress.user_id == self.user.id, ListeningProgress.audiobook_id.in_(audiobook_ids)
@@ -387,7 +381,7 @@ class Listening:
         ):
             chapters.setdefault(chapter.audiobook_id, []).append(chapter)
         return (
-            {book.id: book for book in books},
+            books,
             {entry.audiobook_id: entry for entry in progress},
             chapters,
         )

@@ -6,7 +6,7 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
 from litestar.di import Provide
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -91,7 +91,7 @@ class ReviewController(Controller):
     tags = ["reviews"]
     dependencies = {"reviews": Provide(provide_reviews, sync_to_thread=False)}
 
-    @patch("/", summary="Edit your review", responses=WRITE_ERRORS)
+    @route("/", http_method=[HttpMethod.PUT, HttpMethod.PATCH], summary="Edit your review", responses=WRITE_ERRORS)
     async def update_review(
         self,
         review_id: Id,
@@ -108,17 +108,6 @@ class ReviewController(Controller):
         )
         await recompute_after_commit(reviews, review.audiobook_id)
         return review_read(review)
-
-    @put("/", summary="Edit your review", responses=WRITE_ERRORS)
-    async def replace_review(
-        self,
-        review_id: Id,
-        data: ReviewUpdate,
-        reviews: Reviews,
-        request: Request[User, Any, Any],
-    ) -> ReviewRead:
-        updated: ReviewRead = await self.update_review.fn(self, review_id, data, reviews, request)
-        return updated
 
     @delete("/", summary="Delete a review (its author or a curator)", responses=WRITE_ERRORS)
     async def delete_review(self, review_id: Id, reviews: Reviews, request: Request[User, Any, Any]) -> None:

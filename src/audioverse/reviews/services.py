@@ -8,14 +8,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, and_, case, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from audioverse.accounts.models import User
 from audioverse.catalog.models import Audiobook
+from audioverse.db import upsert_into
 from audioverse.errors import Conflict, Forbidden, NotFound
 from audioverse.reviews.models import HelpfulVote, Review, ReviewStatus
 
@@ -110,10 +109,8 @@ class Reviews:
         review = await self.get(review_id)
         if review.user_id == user.id:
             raise Forbidden("You cannot vote for your own review.")
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
         inserted = await self.session.execute(
-            insert(HelpfulVote)
+            upsert_into(self.session, HelpfulVote)
             .values(user_id=user.id, review_id=review_id, created_at=func.now(), updated_at=func.now())
             .on_conflict_do_nothing(index_elements=["user_id", "review_id"])
         )
