@@ -15,7 +15,7 @@ from litestar.testing import AsyncTestClient
 from audioverse.app import create_app
 from audioverse.config import Settings
 from audioverse.storage import S3Storage
-from tests.services import TEST_SECRET_KEY, MeilisearchServer, SmtpServer, free_port, unique_name
+from tests.services import TEST_SECRET_KEY, MeilisearchServer, SmtpServer, free_port, moto_s3_settings, unique_name
 from tests.serving import audioverse_run
 
 
@@ -149,15 +149,7 @@ async def test_ready_with_the_right_meilisearch_key(tmp_path: Path, meilisearch:
 
 async def test_ready_names_a_missing_s3_bucket(tmp_path: Path, s3_endpoint: str) -> None:
     bucket = unique_name("absent").replace("_", "-")
-    settings = _ready_settings(
-        tmp_path,
-        storage_backend="s3",
-        s3_bucket=bucket,
-        s3_endpoint_url=s3_endpoint,
-        s3_region="us-east-1",
-        s3_access_key_id="test",
-        s3_secret_access_key="test",
-    )
+    settings = _ready_settings(tmp_path, **moto_s3_settings(s3_endpoint, bucket))
     body = await _ready_problem(settings)
     assert body["detail"] == f"storage: the S3 bucket '{bucket}' does not exist (404)"
 

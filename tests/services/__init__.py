@@ -55,6 +55,18 @@ def service_missing(what: str) -> NoReturn:
     pytest.skip(message)
 
 
+def moto_s3_settings(endpoint: str, bucket: str) -> dict[str, Any]:
+    """The Settings fields that put storage in ``bucket`` on the test's moto S3 server."""
+    return {
+        "storage_backend": "s3",
+        "s3_bucket": bucket,
+        "s3_endpoint_url": endpoint,
+        "s3_region": "us-east-1",
+        "s3_access_key_id": "test",
+        "s3_secret_access_key": "test",
+    }
+
+
 def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
     """Ask ``process`` to stop, and kill it if it has not within ``timeout`` seconds."""
     process.terminate()

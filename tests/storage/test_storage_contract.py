@@ -18,6 +18,7 @@ from audioverse.storage import LocalStorage, ObjectNotFound, S3Storage, Storage
 from tests.accounts.test_auth_flow import bearer
 from tests.audio_fixtures import m4b_with_chapters, mp3_with_chapters
 from tests.catalog.fixtures import Tokens
+from tests.services import moto_s3_settings
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)  # above the small multipart threshold used below
 
@@ -96,12 +97,7 @@ async def test_streams_redirect_to_s3_or_proxy_it(
     await s3_storage(s3_endpoint, bucket).ensure_bucket()
     on_s3 = msgspec.structs.replace(
         settings,
-        storage_backend="s3",
-        s3_bucket=bucket,
-        s3_endpoint_url=s3_endpoint,
-        s3_region="us-east-1",
-        s3_access_key_id="test",
-        s3_secret_access_key="test",
+        **moto_s3_settings(s3_endpoint, bucket),
         # Its own index: the embedded engine allows one writer, and the fixture's app is running too.
         search_dir=tmp_path / "search",
         # Its jobs (the storage deletes) run in-process: the session's worker keeps the profile's own
