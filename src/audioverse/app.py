@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
 
@@ -44,7 +44,7 @@ from audioverse.config import Settings
 from audioverse.db import ensure_data_dir, litestar_sqlalchemy_config, migrate_to_head, provide_db_session
 from audioverse.errors import problem_details_plugin
 from audioverse.health import HealthController, ReadinessProbes, database_probe, email_probe, not_ready
-from audioverse.jobs import TaskQueue, build_broker, in_process_scheduler, send_after_commit
+from audioverse.jobs import SWEEP_JOBS_TASK, TaskQueue, build_broker, in_process_scheduler, send_after_commit
 from audioverse.listening.controllers import (
     BookmarkController,
     LibraryController,
@@ -124,6 +124,20 @@ def readiness_probes(
     return readiness
 
 
+async def start_sending_jobs(database: SQLAlchemyAsyncConfig, task_queue: TaskQueue) -> Callable[[], None]:
+    """Send each job a request's transaction defers once it commits; returns the function that stops it.
+
+    Jobs written before the hook existed (the demo seed's search drain, a command, a crash) are sent at
+    once by a sweep rather than at the next minute's: a newcomer's first search finds the demo catalog.
+    """
+    remove_hook = send_after_commit(database, task_queue)
+    try:
+        await task_queue.enqueue(SWEEP_JOBS_TASK)
+    except Exception as exc:  # the broker being down is /api/ready's to report; the minute's sweep runs later
+        structlog.get_logger(__name__).warning("startup job sweep not sent", error=repr(exc))
+    return remove_hook
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the AudioVerse application for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
@@ -170,8 +184,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if problems := not_ready(checks):
             # One line, the same words as /api/ready, so a wrong key or a missing bucket shows at start.
             structlog.get_logger(__name__).warning("not ready; /api/ready answers 503", problems=problems)
-        # Jobs deferred by a request's transaction are sent once it commits (see audioverse.jobs).
-        remove_hook = send_after_commit(database, task_queue)
+        remove_hook = await start_sending_jobs(database, task_queue)
         try:
             async with in_process_scheduler(broker):
                 yield
