@@ -258,6 +258,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "storage": Provide(lambda: storage, sync_to_thread=False, use_cache=True),
             "task_queue": Provide(lambda: task_queue, sync_to_thread=False, use_cache=True),
             "auth_rate_limiter": Provide(lambda: auth_rate_limiter, sync_to_thread=False, use_cache=True),
+            # What handlers need from the app's lifetime, declared here and named in each signature
+            # (``NamedDependency``) instead of read from ``state``.
+            "search": Provide(lambda: search, sync_to_thread=False, use_cache=True),
+            "search_store": Provide(lambda: search_store, sync_to_thread=False, use_cache=True),
+            "secret_key": Provide(lambda: secret_key, sync_to_thread=False, use_cache=True),
             **PAGE_DEPENDENCY,
         },
         request_class=StrictJSONRequest,

@@ -12,6 +12,7 @@ from advanced_alchemy.base import BigIntAuditBase
 from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
 from advanced_alchemy.extensions.litestar import EngineConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarSQLAlchemyConfig
+from litestar.di import NamedDependency
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -57,7 +58,7 @@ PLUGIN_SESSION_KEY = "db_plugin_session"
 """The plugin's own request session; handlers ask for ``db_session``, which commits before the response."""
 
 
-async def provide_db_session(db_plugin_session: AsyncSession) -> AsyncIterator[AsyncSession]:
+async def provide_db_session(db_plugin_session: NamedDependency[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """The request's session, committed after the handler returns and before the response is sent.
 
     Litestar runs a dependency's cleanup step between the handler and sending: a commit that fails

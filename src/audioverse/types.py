@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import annotated_types
 import msgspec
+from advanced_alchemy.filters import LimitOffset
+from advanced_alchemy.service import OffsetPagination
 from litestar.di import Provide
 from litestar.params import Parameter
 
@@ -47,11 +49,31 @@ def text_query(max_length: int, description: str | None = None, **constraints: A
     return Parameter(pattern=NO_NUL_PATTERN, max_length=max_length, description=description, **constraints)
 
 
-class Page(msgspec.Struct, frozen=True):
-    """Which slice of a list to answer with: never deeper than ``MAX_RESULT_WINDOW``."""
+Page = LimitOffset
+"""Which slice of a list to answer with (advanced-alchemy's filter), never deeper than ``MAX_RESULT_WINDOW``."""
 
+T = TypeVar("T")
+
+
+class ListPage(msgspec.Struct, Generic[T]):
+    """One page of any list: the wire shape ``{items, total, limit, offset}`` of every list route.
+
+    Services answer advanced-alchemy's ``OffsetPagination`` (from ``list_and_count`` + ``to_schema``);
+    this generic struct is its wire form because msgspec structs reach OpenAPI as named components
+    with every field required, where the dataclass appears inline with all fields optional.
+    """
+
+    items: list[T]
+    total: int
     limit: int
     offset: int
+
+    @classmethod
+    def of(cls, pagination: OffsetPagination[T]) -> ListPage[T]:
+        """The wire page of a service's ``OffsetPagination``."""
+        return cls(
+            items=list(pagination.items), total=pagination.total, limit=pagination.limit, offset=pagination.offset
+        )
 
 
 def provide_page(limit: PageSize = 20, offset: PageOffset = 0) -> Page:
@@ -62,7 +84,7 @@ def provide_page(limit: PageSize = 20, offset: PageOffset = 0) -> Page:
             "Narrow the query (filters, a search, another sort) instead of paging this deep.",
             errors=[FieldError(field="offset", message=f"offset + limit must not exceed {MAX_RESULT_WINDOW}.")],
         )
-    return Page(limit=limit, offset=offset)
+    return LimitOffset(limit=limit, offset=offset)
 
 
 PAGE_DEPENDENCY = {"page": Provide(provide_page, sync_to_thread=False)}
