@@ -59,6 +59,10 @@ class InvalidStreamToken(ValueError):
     """The stream token is forged, expired, or for another book."""
 
 
+class StreamTokenForAnotherBook(InvalidStreamToken):
+    """A valid stream token, issued for another book."""
+
+
 def sign_stream_token(secret: str, user_id: int, audiobook_id: int, expires_at: datetime) -> str:
     """A URL-safe token that lets one user stream one book until ``expires_at`` (no headers needed)."""
     claims = {"sub": str(user_id), "book": audiobook_id, "exp": expires_at, "aud": STREAM_AUDIENCE}
@@ -74,5 +78,5 @@ def verify_stream_token(secret: str, token: str, audiobook_id: int) -> int:
     except jwt.PyJWTError as exc:
         raise InvalidStreamToken(str(exc)) from exc
     if claims.get("book") != audiobook_id:
-        raise InvalidStreamToken("the token is for another audiobook")
+        raise StreamTokenForAnotherBook("the token is for another audiobook")
     return int(claims["sub"])

@@ -215,6 +215,23 @@ async def test_listening_lists(client: Client, make_book: MakeBook, uploader: To
     assert (await client.get("/api/listening/history/")).status_code == 401
 
 
+async def test_list_pages_echo_their_window_and_count_past_the_end(
+    client: Client, make_book: MakeBook, uploader: Tokens
+) -> None:
+    for index in range(3):
+        book_id = await make_book(title=f"Paged {index}")
+        await client.post(f"/api/library/{book_id}/", headers=bearer(uploader))
+        await client.post(f"/api/library/{book_id}/favorite/", headers=bearer(uploader))
+        await save(client, uploader, book_id, 5, index)
+    for url in ("/api/library/", "/api/library/favorites/", "/api/listening/history/", "/api/listening/current/"):
+        whole = (await client.get(url, headers=bearer(uploader))).json()
+        second = (await client.get(url, headers=bearer(uploader), params={"limit": 1, "offset": 1})).json()
+        assert second["items"] == whole["items"][1:2], url
+        assert (second["total"], second["limit"], second["offset"]) == (whole["total"], 1, 1), url
+        beyond = (await client.get(url, headers=bearer(uploader), params={"limit": 5, "offset": 50})).json()
+        assert beyond == {"items": [], "total": whole["total"], "limit": 5, "offset": 50}, url
+
+
 async def test_list_pages_cost_constant_statements(
     client: Client, app: Litestar, make_book: MakeBook, uploader: Tokens
 ) -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from http import HTTPStatus
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
-from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIHeader, OpenAPIResponse, Reference
 from litestar.params import Body, Parameter
@@ -20,11 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.auth import PUBLIC, bearer_user
 from audioverse.accounts.models import User
-from audioverse.catalog.models import Audiobook
-from audioverse.catalog.views import audiobook_read, chapter_reads
 from audioverse.config import Settings
-from audioverse.errors import Forbidden, NotFound, Unauthorized, problem_responses
-from audioverse.listening.models import LibraryEntry, ListeningProgress
+from audioverse.errors import Forbidden, Unauthorized, problem_responses
+from audioverse.listening.deps import DEPENDENCIES
 from audioverse.listening.schemas import (
     SHELF_MAX_LENGTH,
     BookmarkPatch,
@@ -32,20 +27,17 @@ from audioverse.listening.schemas import (
     BookmarkWrite,
     LibraryAdd,
     LibraryItem,
-    LibraryPage,
     ListeningItem,
-    ListeningPage,
     Playback,
     ProgressRead,
     ProgressWrite,
 )
-from audioverse.listening.services import Listening
+from audioverse.listening.services import BookmarkService, LibraryService, PlaybackService, ProgressService
 from audioverse.listening.streaming import stream_object
-from audioverse.listening.views import bookmark_read, progress_read
 from audioverse.openapi import ContractOperation, binary_content, header, request_header
-from audioverse.signing import InvalidStreamToken, sign_stream_token, verify_stream_token
+from audioverse.signing import InvalidStreamToken, StreamTokenForAnotherBook, verify_stream_token
 from audioverse.storage import S3Storage, Storage
-from audioverse.types import Id, Page, text_query
+from audioverse.types import Id, ListPage, Page, text_query
 
 NOT_FOUND = problem_responses(HTTPStatus.NOT_FOUND)
 WRITE_ERRORS = problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.UNPROCESSABLE_ENTITY)
@@ -63,13 +55,6 @@ PROGRESS_RULE = (
 )
 
 
-def provide_listening(db_session: AsyncSession, request: Request[User, Any, Any]) -> Listening:
-    return Listening(db_session, request.user)
-
-
-DEPENDENCIES = {"listening": Provide(provide_listening, sync_to_thread=False)}
-
-
 class PlaybackController(Controller):
     path = "/api/audiobooks/{audiobook_id:int}"
     tags = ["listening"]
@@ -83,31 +68,36 @@ class PlaybackController(Controller):
         "30 minutes per listener and book.",
         responses=NOT_FOUND,
     )
-    async def playback(self, audiobook_id: Id, listening: Listening, settings: Settings, state: State) -> Playback:
-        book = await listening.book(audiobook_id)
-        chapters = await listening.chapters(audiobook_id)
-        progress = await listening.progress(audiobook_id)
-        await listening.count_play(audiobook_id)
-        expires = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=settings.stream_url_minutes)
-        token = sign_stream_token(state.secret_key, listening.user.id, audiobook_id, expires)
-        return Playback(
-            stream_url=f"/api/audiobooks/{audiobook_id}/stream/?token={token}",
-            stream_url_expires_at=expires,
-            mime_type=book.mime_type,
-            duration_seconds=book.duration_seconds,
-            chapters=chapter_reads(chapters),
-            progress=progress_read(progress, chapters) if progress else None,
-            playback_speed=progress.playback_speed if progress else listening.user.default_playback_speed,
+    async def playback(
+        self,
+        audiobook_id: Id,
+        request: Request[User, Any, Any],
+        playback_service: NamedDependency[PlaybackService],
+        settings: NamedDependency[Settings],
+        secret_key: NamedDependency[str],
+    ) -> Playback:
+        return await playback_service.start(
+            request.user,
+            audiobook_id,
+            secret_key=secret_key,
+            valid_for=timedelta(minutes=settings.stream_url_minutes),
         )
 
     @get("/bookmarks", summary="Your bookmarks in this book, by position", responses=NOT_FOUND)
-    async def list_bookmarks(self, audiobook_id: Id, listening: Listening) -> list[BookmarkRead]:
-        return [bookmark_read(b) for b in await listening.bookmarks(audiobook_id)]
+    async def list_bookmarks(
+        self, audiobook_id: Id, request: Request[User, Any, Any], bookmark_service: NamedDependency[BookmarkService]
+    ) -> list[BookmarkRead]:
+        return await bookmark_service.in_book(request.user, audiobook_id)
 
     @post("/bookmarks", summary="Bookmark a moment", responses=WRITE_ERRORS)
-    async def add_bookmark(self, audiobook_id: Id, data: BookmarkWrite, listening: Listening) -> BookmarkRead:
-        bookmark = await listening.add_bookmark(audiobook_id, data.position_seconds, data.title, data.note)
-        return bookmark_read(bookmark)
+    async def add_bookmark(
+        self,
+        audiobook_id: Id,
+        data: BookmarkWrite,
+        request: Request[User, Any, Any],
+        bookmark_service: NamedDependency[BookmarkService],
+    ) -> BookmarkRead:
+        return await bookmark_service.add(request.user, audiobook_id, data)
 
 
 AUDIO = "audio/*"
@@ -166,6 +156,7 @@ class StreamOperation(ContractOperation):
 class StreamController(Controller):
     path = "/api/audiobooks/{audiobook_id:int}/stream"
     tags = ["listening"]
+    dependencies = DEPENDENCIES
 
     @route(
         "/",
@@ -186,16 +177,15 @@ class StreamController(Controller):
         self,
         audiobook_id: Id,
         request: Request[Any, Any, Any],
-        db_session: AsyncSession,
-        storage: Storage,
-        settings: Settings,
-        state: State,
-        token: Annotated[str | None, text_query(2048, query="token")] = None,
+        db_session: NamedDependency[AsyncSession],
+        playback_service: NamedDependency[PlaybackService],
+        storage: NamedDependency[Storage],
+        settings: NamedDependency[Settings],
+        secret_key: NamedDependency[str],
+        token: Annotated[str | None, text_query(2048)] = None,
     ) -> Response[Any]:
-        await authorize_stream(request, db_session, state, audiobook_id, token)
-        book = await db_session.get(Audiobook, audiobook_id)
-        if book is None:
-            raise NotFound(f"No audiobook with id {audiobook_id}.")
+        await authorize_stream(request, db_session, secret_key, audiobook_id, token)
+        book = await playback_service.audio(audiobook_id)
         if isinstance(storage, S3Storage) and settings.s3_stream_mode == "redirect":
             # The client fetches exactly this object from S3, ranges and all; the URL outlives a session.
             url = await storage.presigned_url(book.audio_key, settings.stream_url_minutes * 60, book.mime_type)
@@ -218,7 +208,7 @@ class StreamController(Controller):
 
 
 async def authorize_stream(
-    request: Request[Any, Any, Any], session: AsyncSession, state: State, audiobook_id: int, token: str | None
+    request: Request[Any, Any, Any], session: AsyncSession, secret_key: str, audiobook_id: int, token: str | None
 ) -> None:
     """A bearer token, or a signed stream token for exactly this book."""
     if await bearer_user(request, session) is not None:
@@ -226,10 +216,10 @@ async def authorize_stream(
     if token is None:
         raise Unauthorized("Send a bearer token or the signed `token` from /playback/.")
     try:
-        verify_stream_token(state.secret_key, token, audiobook_id)
+        verify_stream_token(secret_key, token, audiobook_id)
+    except StreamTokenForAnotherBook as exc:
+        raise Forbidden("This stream token is for another audiobook.") from exc
     except InvalidStreamToken as exc:
-        if "another audiobook" in str(exc):
-            raise Forbidden("This stream token is for another audiobook.") from exc
         raise Unauthorized("The stream token is invalid or expired; ask /playback/ for a new one.") from exc
 
 
@@ -239,13 +229,20 @@ class BookmarkController(Controller):
     dependencies = DEPENDENCIES
 
     @route("/", http_method=[HttpMethod.PUT, HttpMethod.PATCH], summary="Change your bookmark", responses=WRITE_ERRORS)
-    async def update_bookmark(self, bookmark_id: Id, data: BookmarkPatch, listening: Listening) -> BookmarkRead:
-        fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
-        return bookmark_read(await listening.change_bookmark(bookmark_id, fields))
+    async def update_bookmark(
+        self,
+        bookmark_id: Id,
+        data: BookmarkPatch,
+        request: Request[User, Any, Any],
+        bookmark_service: NamedDependency[BookmarkService],
+    ) -> BookmarkRead:
+        return await bookmark_service.change(request.user, bookmark_id, data)
 
     @delete("/", summary="Delete your bookmark", responses=NOT_FOUND)
-    async def delete_bookmark(self, bookmark_id: Id, listening: Listening) -> None:
-        await listening.delete_bookmark(bookmark_id)
+    async def delete_bookmark(
+        self, bookmark_id: Id, request: Request[User, Any, Any], bookmark_service: NamedDependency[BookmarkService]
+    ) -> None:
+        await bookmark_service.remove(request.user, bookmark_id)
 
 
 class ProgressController(Controller):
@@ -254,11 +251,10 @@ class ProgressController(Controller):
     dependencies = DEPENDENCIES
 
     @get("/", summary="Your progress in a book", responses=NOT_FOUND)
-    async def get_progress(self, audiobook_id: Id, listening: Listening) -> ProgressRead:
-        progress = await listening.progress(audiobook_id)
-        if progress is None:
-            raise NotFound("You have not started this audiobook.")
-        return progress_read(progress, await listening.chapters(audiobook_id))
+    async def get_progress(
+        self, audiobook_id: Id, request: Request[User, Any, Any], progress_service: NamedDependency[ProgressService]
+    ) -> ProgressRead:
+        return await progress_service.read(request.user, audiobook_id)
 
     @route(
         "/",
@@ -269,40 +265,14 @@ class ProgressController(Controller):
         status_code=HTTPStatus.OK,
         responses=PROGRESS_ERRORS,
     )
-    async def save_progress(self, audiobook_id: Id, data: ProgressWrite, listening: Listening) -> ProgressRead:
-        progress = await listening.save_progress(audiobook_id, data)
-        return progress_read(progress, await listening.chapters(audiobook_id))
-
-
-async def library_items(listening: Listening, entries: Sequence[LibraryEntry]) -> list[LibraryItem]:
-    books, progress, chapters = await listening.books_with_progress([e.audiobook_id for e in entries])
-    return [
-        LibraryItem(
-            audiobook=audiobook_read(books[entry.audiobook_id]),
-            added_at=entry.created_at,
-            shelf=entry.shelf,
-            is_favorite=entry.is_favorite,
-            progress=progress_read(progress[entry.audiobook_id], chapters.get(entry.audiobook_id, []))
-            if entry.audiobook_id in progress
-            else None,
-        )
-        for entry in entries
-    ]
-
-
-async def library_page(listening: Listening, entries: Sequence[LibraryEntry], total: int, page: Page) -> LibraryPage:
-    return LibraryPage(items=await library_items(listening, entries), total=total, limit=page.limit, offset=page.offset)
-
-
-async def listening_items(listening: Listening, rows: Sequence[ListeningProgress]) -> list[ListeningItem]:
-    books, _, chapters = await listening.books_with_progress([row.audiobook_id for row in rows])
-    return [
-        ListeningItem(
-            audiobook=audiobook_read(books[row.audiobook_id]),
-            progress=progress_read(row, chapters.get(row.audiobook_id, [])),
-        )
-        for row in rows
-    ]
+    async def save_progress(
+        self,
+        audiobook_id: Id,
+        data: ProgressWrite,
+        request: Request[User, Any, Any],
+        progress_service: NamedDependency[ProgressService],
+    ) -> ProgressRead:
+        return await progress_service.save(request.user, audiobook_id, data)
 
 
 class LibraryController(Controller):
@@ -313,22 +283,24 @@ class LibraryController(Controller):
     @get("/", summary="Your library, most recently added first")
     async def library(
         self,
-        listening: Listening,
-        page: Page,
+        request: Request[User, Any, Any],
+        library_service: NamedDependency[LibraryService],
+        page: NamedDependency[Page],
         shelf: Annotated[str | None, text_query(SHELF_MAX_LENGTH, "Only this shelf.", min_length=1)] = None,
         favorite: Annotated[bool | None, Parameter(description="Only favorites (true).")] = None,
-    ) -> LibraryPage:
-        entries, total = await listening.library_page(
-            shelf=shelf, favorites_only=bool(favorite), limit=page.limit, offset=page.offset
+    ) -> ListPage[LibraryItem]:
+        return ListPage.of(
+            await library_service.library_page(request.user, page, shelf=shelf, favorites_only=bool(favorite))
         )
-        return await library_page(listening, entries, total, page)
 
     @get("/favorites", summary="Your favorites, most recently marked first")
-    async def favorites(self, listening: Listening, page: Page) -> LibraryPage:
-        entries, total = await listening.library_page(
-            shelf=None, favorites_only=True, limit=page.limit, offset=page.offset
-        )
-        return await library_page(listening, entries, total, page)
+    async def favorites(
+        self,
+        request: Request[User, Any, Any],
+        library_service: NamedDependency[LibraryService],
+        page: NamedDependency[Page],
+    ) -> ListPage[LibraryItem]:
+        return ListPage.of(await library_service.library_page(request.user, page, favorites_only=True))
 
     @post(
         "/{audiobook_id:int}",
@@ -341,33 +313,30 @@ class LibraryController(Controller):
     async def add(
         self,
         audiobook_id: Id,
-        listening: Listening,
+        request: Request[User, Any, Any],
+        library_service: NamedDependency[LibraryService],
         data: Annotated[LibraryAdd | None, Body(description="Optional shelf.")] = None,
     ) -> Response[LibraryItem]:
-        entry, created = await listening.add_to_library(audiobook_id, data.shelf if data else None)
-        [item] = await library_items(listening, [entry])
+        item, created = await library_service.add(request.user, audiobook_id, data.shelf if data else None)
         return Response(item, status_code=HTTPStatus.CREATED if created else HTTPStatus.OK)
 
     @delete("/{audiobook_id:int}", summary="Remove a book from your library")
-    async def remove(self, audiobook_id: Id, listening: Listening) -> None:
-        await listening.remove_from_library(audiobook_id)
+    async def remove(
+        self, audiobook_id: Id, request: Request[User, Any, Any], library_service: NamedDependency[LibraryService]
+    ) -> None:
+        await library_service.remove(request.user, audiobook_id)
 
     @post("/{audiobook_id:int}/favorite", summary="Mark a favorite", status_code=HTTPStatus.OK, responses=NOT_FOUND)
-    async def favorite(self, audiobook_id: Id, listening: Listening) -> LibraryItem:
-        [item] = await library_items(listening, [await listening.set_favorite(audiobook_id, True)])
-        return item
+    async def favorite(
+        self, audiobook_id: Id, request: Request[User, Any, Any], library_service: NamedDependency[LibraryService]
+    ) -> LibraryItem:
+        return await library_service.set_favorite(request.user, audiobook_id, True)
 
     @delete("/{audiobook_id:int}/favorite", summary="Unmark a favorite", status_code=HTTPStatus.OK, responses=NOT_FOUND)
-    async def unfavorite(self, audiobook_id: Id, listening: Listening) -> LibraryItem:
-        [item] = await library_items(listening, [await listening.set_favorite(audiobook_id, False)])
-        return item
-
-
-async def _listening_page(listening: Listening, *, completed: bool | None, page: Page) -> ListeningPage:
-    rows, total = await listening.listening_page(completed=completed, limit=page.limit, offset=page.offset)
-    return ListeningPage(
-        items=await listening_items(listening, rows), total=total, limit=page.limit, offset=page.offset
-    )
+    async def unfavorite(
+        self, audiobook_id: Id, request: Request[User, Any, Any], library_service: NamedDependency[LibraryService]
+    ) -> LibraryItem:
+        return await library_service.set_favorite(request.user, audiobook_id, False)
 
 
 class ListeningController(Controller):
@@ -378,13 +347,28 @@ class ListeningController(Controller):
     dependencies = DEPENDENCIES
 
     @get(["/listening/current", "/library/currently-listening"], summary="Started and not finished, most recent first")
-    async def current(self, listening: Listening, page: Page) -> ListeningPage:
-        return await _listening_page(listening, completed=False, page=page)
+    async def current(
+        self,
+        request: Request[User, Any, Any],
+        progress_service: NamedDependency[ProgressService],
+        page: NamedDependency[Page],
+    ) -> ListPage[ListeningItem]:
+        return ListPage.of(await progress_service.listening_page(request.user, page, completed=False))
 
     @get(["/listening/history", "/library/history"], summary="Everything you listened to, most recent first")
-    async def history(self, listening: Listening, page: Page) -> ListeningPage:
-        return await _listening_page(listening, completed=None, page=page)
+    async def history(
+        self,
+        request: Request[User, Any, Any],
+        progress_service: NamedDependency[ProgressService],
+        page: NamedDependency[Page],
+    ) -> ListPage[ListeningItem]:
+        return ListPage.of(await progress_service.listening_page(request.user, page, completed=None))
 
     @get("/listening/completed", summary="Finished books, most recent first")
-    async def completed(self, listening: Listening, page: Page) -> ListeningPage:
-        return await _listening_page(listening, completed=True, page=page)
+    async def completed(
+        self,
+        request: Request[User, Any, Any],
+        progress_service: NamedDependency[ProgressService],
+        page: NamedDependency[Page],
+    ) -> ListPage[ListeningItem]:
+        return ListPage.of(await progress_service.listening_page(request.user, page, completed=True))

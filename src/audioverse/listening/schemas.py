@@ -87,20 +87,6 @@ class LibraryItem(msgspec.Struct):
     progress: ProgressRead | None
 
 
-class LibraryPage(msgspec.Struct):
-    items: list[LibraryItem]
-    total: int
-    limit: int
-    offset: int
-
-
 class ListeningItem(msgspec.Struct):
     audiobook: AudiobookRead
     progress: ProgressRead
-
-
-class ListeningPage(msgspec.Struct):
-    items: list[ListeningItem]
-    total: int
-    limit: int
-    offset: int

@@ -7,17 +7,31 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+from advanced_alchemy.filters import LimitOffset
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import User
 from audioverse.catalog.models import Audiobook, Chapter
 from audioverse.catalog.services import books_by_id
+from audioverse.catalog.views import audiobook_read, chapter_reads
 from audioverse.db import upsert_into
 from audioverse.errors import Conflict, FieldError, NotFound, Unprocessable
 from audioverse.listening.models import Bookmark, LibraryEntry, ListeningLedger, ListeningProgress, PlayWindow
-from audioverse.listening.schemas import ProgressWrite
+from audioverse.listening.schemas import (
+    BookmarkPatch,
+    BookmarkRead,
+    BookmarkWrite,
+    LibraryItem,
+    ListeningItem,
+    Playback,
+    ProgressRead,
+    ProgressWrite,
+)
 from audioverse.listening.views import progress_read
+from audioverse.signing import sign_stream_token
 
 COMPLETION_TAIL_SECONDS = 30.0
 PLAY_WINDOW = timedelta(minutes=30)
@@ -99,37 +113,75 @@ def listened_seconds(previous: ListeningProgress | None, position: float, speed:
     return max(0.0, min(position - previous.position_seconds, elapsed * speed))
 
 
-class Listening:
-    """Listening workflows for one request's session and caller."""
+def stream_url(audiobook_id: int, token: str) -> str:
+    return f"/api/audiobooks/{audiobook_id}/stream/?token={token}"
 
-    def __init__(self, session: AsyncSession, user: User) -> None:
-        self.session = session
-        self.user = user
 
-    async def book(self, audiobook_id: int) -> Audiobook:
-        book = await self.session.get(Audiobook, audiobook_id)
-        if book is None:
-            raise NotFound(f"No audiobook with id {audiobook_id}.")
-        return book
+# Reads the listening services share: the book, its chapters, a listener's progress, a page's books.
 
-    async def chapters(self, audiobook_id: int) -> list[Chapter]:
-        rows = await self.session.scalars(
-            select(Chapter).where(Chapter.audiobook_id == audiobook_id).order_by(Chapter.chapter_number)
-        )
-        return list(rows)
 
-    async def progress(self, audiobook_id: int) -> ListeningProgress | None:
-        progress: ListeningProgress | None = await self.session.scalar(
-            select(ListeningProgress)
-            .where(ListeningProgress.user_id == self.user.id, ListeningProgress.audiobook_id == audiobook_id)
-            # The row may have just been rewritten by a Core upsert behind the identity map's back.
-            .execution_options(populate_existing=True)
-        )
-        return progress
+async def find_book(session: AsyncSession, audiobook_id: int) -> Audiobook:
+    book = await session.get(Audiobook, audiobook_id)
+    if book is None:
+        raise NotFound(f"No audiobook with id {audiobook_id}.")
+    return book
 
-    async def save_progress(self, audiobook_id: int, data: ProgressWrite) -> ListeningProgress:
+
+async def chapters_by_book(session: AsyncSession, audiobook_ids: Sequence[int]) -> dict[int, list[Chapter]]:
+    chapters: dict[int, list[Chapter]] = {}
+    if audiobook_ids:
+        for chapter in await session.scalars(
+            select(Chapter).where(Chapter.audiobook_id.in_(audiobook_ids)).order_by(Chapter.chapter_number)
+        ):
+            chapters.setdefault(chapter.audiobook_id, []).append(chapter)
+    return chapters
+
+
+async def progress_by_book(
+    session: AsyncSession, user_id: int, audiobook_ids: Sequence[int]
+) -> dict[int, ListeningProgress]:
+    if not audiobook_ids:
+        return {}
+    rows = await session.scalars(
+        select(ListeningProgress)
+        .where(ListeningProgress.user_id == user_id, ListeningProgress.audiobook_id.in_(audiobook_ids))
+        # The row may have just been rewritten by a Core upsert behind the identity map's back.
+        .execution_options(populate_existing=True)
+    )
+    return {row.audiobook_id: row for row in rows}
+
+
+async def progress_of(session: AsyncSession, user_id: int, audiobook_id: int) -> ListeningProgress | None:
+    return (await progress_by_book(session, user_id, [audiobook_id])).get(audiobook_id)
+
+
+async def progress_read_of(session: AsyncSession, progress: ListeningProgress) -> ProgressRead:
+    chapters = await chapters_by_book(session, [progress.audiobook_id])
+    return progress_read(progress, chapters.get(progress.audiobook_id, []))
+
+
+class ProgressRepository(SQLAlchemyAsyncRepository[ListeningProgress]):
+    model_type = ListeningProgress
+
+
+class ProgressService(SQLAlchemyAsyncRepositoryService[ListeningProgress]):
+    """A listener's place in each book, newest update across devices winning, and the listening lists."""
+
+    repository_type = ProgressRepository
+    # A separate COUNT keeps the total right on pages past the end (a window count sees no rows there).
+    count_with_window_function = False
+
+    async def read(self, user: User, audiobook_id: int) -> ProgressRead:
+        session = self.repository.session
+        progress = await progress_of(session, user.id, audiobook_id)
+        if progress is None:
+            raise NotFound("You have not started this audiobook.")
+        return await progress_read_of(session, progress)
+
+    async def save(self, user: User, audiobook_id: int, data: ProgressWrite) -> ProgressRead:
         """Store the update unless it is stale (see ``stale_update``): one guarded upsert, race-free."""
-        book = await self.book(audiobook_id)
+        session = self.repository.session
+        book = await find_book(session, audiobook_id)
         if data.position_seconds > book.duration_seconds:
             raise Unprocessable(
                 f"The position is past the end of the book ({book.duration_seconds:.3f} s).",
@@ -140,17 +192,17 @@ class Listening:
         # A sending time only means something beside a stamp from the same (device) clock.
         sent = as_utc(data.client_sent_at) if data.client_sent_at and data.client_updated_at else None
         effective = effective_time(stamp, sent, now)
-        previous = await self.session.scalar(
+        previous = await session.scalar(
             select(ListeningProgress)
-            .where(ListeningProgress.user_id == self.user.id, ListeningProgress.audiobook_id == audiobook_id)
+            .where(ListeningProgress.user_id == user.id, ListeningProgress.audiobook_id == audiobook_id)
             .with_for_update()
         )
-        speed = data.playback_speed or (previous.playback_speed if previous else self.user.default_playback_speed)
+        speed = data.playback_speed or (previous.playback_speed if previous else user.default_playback_speed)
         completed = bool(data.is_completed) or data.position_seconds >= book.duration_seconds - COMPLETION_TAIL_SECONDS
         if data.is_completed is False:
             completed = False
         values = {
-            "user_id": self.user.id,
+            "user_id": user.id,
             "audiobook_id": audiobook_id,
             "position_seconds": data.position_seconds,
             "is_completed": completed,
@@ -163,7 +215,7 @@ class Listening:
             "created_at": now,
             "updated_at": now,
         }
-        insert = upsert_into(self.session, ListeningProgress).values(**values)
+        insert = upsert_into(session, ListeningProgress).values(**values)
         table = ListeningProgress.__table__
         changed: dict[str, Any] = {
             name: insert.excluded[name] for name in values if name not in {"user_id", "audiobook_id", "created_at"}
@@ -175,52 +227,99 @@ class Listening:
             set_=changed,
             where=not_(stale_update(data.device_id, stamp, effective, data.position_seconds, now)),
         ).returning(table.c.id)
-        accepted = (await self.session.execute(statement)).scalar_one_or_none()
+        accepted = (await session.execute(statement)).scalar_one_or_none()
         if accepted is None:
-            stored = await self.progress(audiobook_id)
+            stored = await progress_of(session, user.id, audiobook_id)
             assert stored is not None  # noqa: S101 - only a stored row can refuse the update
             raise Conflict(
                 conflict_detail(stored, data.device_id, effective, data.position_seconds, now),
-                extra={"progress": await self.progress_body(stored)},
+                extra={"progress": msgspec.to_builtins(await progress_read_of(session, stored))},
             )
         await self._add_listening(
-            audiobook_id, listened_seconds(previous, data.position_seconds, speed, effective), now
+            user.id, audiobook_id, listened_seconds(previous, data.position_seconds, speed, effective), now
         )
-        saved = await self.progress(audiobook_id)
+        saved = await progress_of(session, user.id, audiobook_id)
         assert saved is not None  # noqa: S101 - the upsert above just wrote it
-        return saved
+        return await progress_read_of(session, saved)
 
-    async def progress_body(self, progress: ListeningProgress) -> dict[str, Any]:
-        body: dict[str, Any] = msgspec.to_builtins(progress_read(progress, await self.chapters(progress.audiobook_id)))
-        return body
-
-    async def _add_listening(self, audiobook_id: int, seconds: float, at: datetime) -> None:
+    async def _add_listening(self, user_id: int, audiobook_id: int, seconds: float, at: datetime) -> None:
         if seconds <= 0:
             return
-        insert = upsert_into(self.session, ListeningLedger).values(
-            user_id=self.user.id,
-            audiobook_id=audiobook_id,
-            day=at.date(),
-            seconds=seconds,
-            created_at=at,
-            updated_at=at,
+        session = self.repository.session
+        insert = upsert_into(session, ListeningLedger).values(
+            user_id=user_id, audiobook_id=audiobook_id, day=at.date(), seconds=seconds, created_at=at, updated_at=at
         )
-        await self.session.execute(
+        await session.execute(
             insert.on_conflict_do_update(
                 index_elements=["user_id", "audiobook_id", "day"],
                 set_={"seconds": ListeningLedger.__table__.c.seconds + insert.excluded.seconds, "updated_at": at},
             )
         )
 
-    async def count_play(self, audiobook_id: int) -> bool:
+    async def listening_page(
+        self, user: User, page: LimitOffset, *, completed: bool | None
+    ) -> OffsetPagination[ListeningItem]:
+        """The books the listener has started (``completed`` narrows), most recently listened first."""
+        filters: list[ColumnElement[bool]] = [ListeningProgress.user_id == user.id]
+        if completed is not None:
+            filters.append(ListeningProgress.is_completed.is_(completed))
+        rows, total = await self.list_and_count(
+            *filters,
+            page,
+            order_by=[ListeningProgress.last_listened_at.desc(), ListeningProgress.id.desc()],
+        )
+        session = self.repository.session
+        ids = [row.audiobook_id for row in rows]
+        books = await books_by_id(session, ids)
+        chapters = await chapters_by_book(session, ids)
+        items = [
+            {
+                "audiobook": audiobook_read(books[row.audiobook_id]),
+                "progress": progress_read(row, chapters.get(row.audiobook_id, [])),
+            }
+            for row in rows
+        ]
+        return self.to_schema(items, total, filters=[page], schema_type=ListeningItem)
+
+
+class PlayWindowRepository(SQLAlchemyAsyncRepository[PlayWindow]):
+    model_type = PlayWindow
+
+
+class PlaybackService(SQLAlchemyAsyncRepositoryService[PlayWindow]):
+    """Starting playback (what a player needs, a counted play) and finding the audio to stream."""
+
+    repository_type = PlayWindowRepository
+
+    async def start(self, user: User, audiobook_id: int, *, secret_key: str, valid_for: timedelta) -> Playback:
+        """Everything a player needs, with a stream URL signed for this listener and book."""
+        session = self.repository.session
+        book = await find_book(session, audiobook_id)
+        chapters = (await chapters_by_book(session, [audiobook_id])).get(audiobook_id, [])
+        progress = await progress_of(session, user.id, audiobook_id)
+        await self._count_play(user.id, audiobook_id)
+        expires = utcnow().replace(microsecond=0) + valid_for
+        token = sign_stream_token(secret_key, user.id, audiobook_id, expires)
+        return Playback(
+            stream_url=stream_url(audiobook_id, token),
+            stream_url_expires_at=expires,
+            mime_type=book.mime_type,
+            duration_seconds=book.duration_seconds,
+            chapters=chapter_reads(chapters),
+            progress=progress_read(progress, chapters) if progress else None,
+            playback_speed=progress.playback_speed if progress else user.default_playback_speed,
+        )
+
+    async def _count_play(self, user_id: int, audiobook_id: int) -> bool:
         """Count a play unless this user's last counted play of the book is under 30 minutes old."""
+        session = self.repository.session
         now = utcnow()
-        insert = upsert_into(self.session, PlayWindow).values(
-            user_id=self.user.id, audiobook_id=audiobook_id, counted_at=now, created_at=now, updated_at=now
+        insert = upsert_into(session, PlayWindow).values(
+            user_id=user_id, audiobook_id=audiobook_id, counted_at=now, created_at=now, updated_at=now
         )
         table = PlayWindow.__table__
         counted = (
-            await self.session.execute(
+            await session.execute(
                 insert.on_conflict_do_update(
                     index_elements=["user_id", "audiobook_id"],
                     set_={"counted_at": now, "updated_at": now},
@@ -230,7 +329,7 @@ class Listening:
         ).scalar_one_or_none()
         if counted is None:
             return False
-        await self.session.execute(
+        await session.execute(
             update(Audiobook)
             .where(Audiobook.id == audiobook_id)
             .values(play_count=Audiobook.play_count + 1)
@@ -238,150 +337,150 @@ class Listening:
         )
         return True
 
-    # Bookmarks
+    async def audio(self, audiobook_id: int) -> Audiobook:
+        """The book whose audio a stream request asks for."""
+        return await find_book(self.repository.session, audiobook_id)
 
-    async def bookmarks(self, audiobook_id: int) -> Sequence[Bookmark]:
-        await self.book(audiobook_id)
-        return (
-            await self.session.scalars(
-                select(Bookmark)
-                .where(Bookmark.user_id == self.user.id, Bookmark.audiobook_id == audiobook_id)
-                .order_by(Bookmark.position_seconds, Bookmark.id)
+
+class BookmarkRepository(SQLAlchemyAsyncRepository[Bookmark]):
+    model_type = Bookmark
+
+
+class BookmarkService(SQLAlchemyAsyncRepositoryService[Bookmark]):
+    """A listener's bookmarks: moments within a book's duration, seen by no one else."""
+
+    repository_type = BookmarkRepository
+
+    async def in_book(self, user: User, audiobook_id: int) -> list[BookmarkRead]:
+        await find_book(self.repository.session, audiobook_id)
+        rows = await self.list(
+            Bookmark.user_id == user.id,
+            Bookmark.audiobook_id == audiobook_id,
+            order_by=[Bookmark.position_seconds.asc(), Bookmark.id.asc()],
+        )
+        return msgspec.convert(rows, list[BookmarkRead], from_attributes=True)
+
+    async def add(self, user: User, audiobook_id: int, data: BookmarkWrite) -> BookmarkRead:
+        await self._within(audiobook_id, data.position_seconds)
+        bookmark = await self.create(
+            Bookmark(
+                user_id=user.id,
+                audiobook_id=audiobook_id,
+                position_seconds=data.position_seconds,
+                title=data.title,
+                note=data.note,
             )
-        ).all()
+        )
+        return self.to_schema(bookmark, schema_type=BookmarkRead)
+
+    async def change(self, user: User, bookmark_id: int, data: BookmarkPatch) -> BookmarkRead:
+        bookmark = await self._own(user, bookmark_id)
+        fields = {name: value for name, value in msgspec.structs.asdict(data).items() if value is not msgspec.UNSET}
+        if "position_seconds" in fields:
+            await self._within(bookmark.audiobook_id, fields["position_seconds"])
+        for name, value in fields.items():
+            setattr(bookmark, name, value)
+        return self.to_schema(await self.update(bookmark), schema_type=BookmarkRead)
+
+    async def remove(self, user: User, bookmark_id: int) -> None:
+        await self.repository.session.delete(await self._own(user, bookmark_id))
+
+    async def _own(self, user: User, bookmark_id: int) -> Bookmark:
+        # Someone else's bookmark is as invisible as a missing one.
+        bookmark = await self.get_one_or_none(id=bookmark_id, user_id=user.id)
+        if bookmark is None:
+            raise NotFound(f"No bookmark with id {bookmark_id}.")
+        return bookmark
 
     async def _within(self, audiobook_id: int, position: float) -> None:
-        book = await self.book(audiobook_id)
+        book = await find_book(self.repository.session, audiobook_id)
         if position > book.duration_seconds:
             raise Unprocessable(
                 f"The bookmark is past the end of the book ({book.duration_seconds:.3f} s).",
                 errors=[FieldError(field="position_seconds", message="Must lie within the book's duration.")],
             )
 
-    async def add_bookmark(self, audiobook_id: int, position: float, title: str, note: str) -> Bookmark:
-        await self._within(audiobook_id, position)
-        bookmark = Bookmark(
-            user_id=self.user.id, audiobook_id=audiobook_id, position_seconds=position, title=title, note=note
-        )
-        self.session.add(bookmark)
-        await self.session.flush()
-        return bookmark
 
-    async def own_bookmark(self, bookmark_id: int) -> Bookmark:
-        bookmark = await self.session.get(Bookmark, bookmark_id)
-        # Someone else's bookmark is as invisible as a missing one.
-        if bookmark is None or bookmark.user_id != self.user.id:
-            raise NotFound(f"No bookmark with id {bookmark_id}.")
-        return bookmark
+class LibraryRepository(SQLAlchemyAsyncRepository[LibraryEntry]):
+    model_type = LibraryEntry
 
-    async def change_bookmark(self, bookmark_id: int, fields: dict[str, Any]) -> Bookmark:
-        bookmark = await self.own_bookmark(bookmark_id)
-        if "position_seconds" in fields:
-            await self._within(bookmark.audiobook_id, fields["position_seconds"])
-        for name, value in fields.items():
-            setattr(bookmark, name, value)
-        await self.session.flush()
-        await self.session.refresh(bookmark)
-        return bookmark
 
-    async def delete_bookmark(self, bookmark_id: int) -> None:
-        await self.session.delete(await self.own_bookmark(bookmark_id))
+class LibraryService(SQLAlchemyAsyncRepositoryService[LibraryEntry]):
+    """A listener's library: the books they keep, on shelves, some marked favorite."""
 
-    # Library
+    repository_type = LibraryRepository
+    # A separate COUNT keeps the total right on pages past the end (a window count sees no rows there).
+    count_with_window_function = False
 
-    async def library_entry(self, audiobook_id: int) -> LibraryEntry | None:
-        entry: LibraryEntry | None = await self.session.scalar(
-            select(LibraryEntry).where(LibraryEntry.user_id == self.user.id, LibraryEntry.audiobook_id == audiobook_id)
-        )
-        return entry
+    async def library_page(
+        self, user: User, page: LimitOffset, *, shelf: str | None = None, favorites_only: bool = False
+    ) -> OffsetPagination[LibraryItem]:
+        """Most recently added first; favorites alone come most recently marked first."""
+        filters: list[ColumnElement[bool]] = [LibraryEntry.user_id == user.id]
+        if shelf is not None:
+            filters.append(LibraryEntry.shelf == shelf)
+        if favorites_only:
+            filters.append(LibraryEntry.is_favorite.is_(True))
+        newest = LibraryEntry.favorited_at if favorites_only else LibraryEntry.created_at
+        entries, total = await self.list_and_count(*filters, page, order_by=[newest.desc(), LibraryEntry.id.desc()])
+        return self.to_schema(await self._items(user, entries), total, filters=[page], schema_type=LibraryItem)
 
-    async def add_to_library(self, audiobook_id: int, shelf: str | None) -> tuple[LibraryEntry, bool]:
+    async def add(self, user: User, audiobook_id: int, shelf: str | None) -> tuple[LibraryItem, bool]:
         """Idempotent: the entry and whether it was created now."""
-        await self.book(audiobook_id)
-        insert = upsert_into(self.session, LibraryEntry).values(
-            user_id=self.user.id, audiobook_id=audiobook_id, shelf=shelf, is_favorite=False,
-            created_at=utcnow(), updated_at=utcnow(),
-        )  # fmt: skip
+        entry, created = await self._entry(user, audiobook_id, shelf)
+        return await self._item(user, entry), created
+
+    async def remove(self, user: User, audiobook_id: int) -> None:
+        await self.delete_where(user_id=user.id, audiobook_id=audiobook_id)
+
+    async def set_favorite(self, user: User, audiobook_id: int, favorite: bool) -> LibraryItem:
+        """Marks (or unmarks) a favorite, adding the book to the library first if it is not there."""
+        entry, _ = await self._entry(user, audiobook_id, None)
+        entry.is_favorite = favorite
+        entry.favorited_at = utcnow() if favorite else None
+        await self.repository.session.flush()
+        return await self._item(user, entry)
+
+    async def _entry(self, user: User, audiobook_id: int, shelf: str | None) -> tuple[LibraryEntry, bool]:
+        session = self.repository.session
+        await find_book(session, audiobook_id)
+        now = utcnow()
+        insert = upsert_into(session, LibraryEntry).values(
+            user_id=user.id, audiobook_id=audiobook_id, shelf=shelf, is_favorite=False, created_at=now, updated_at=now
+        )
         created = (
-            await self.session.execute(
+            await session.execute(
                 insert.on_conflict_do_nothing(index_elements=["user_id", "audiobook_id"]).returning(
                     LibraryEntry.__table__.c.id
                 )
             )
         ).scalar_one_or_none() is not None
-        entry = await self.library_entry(audiobook_id)
-        assert entry is not None  # noqa: S101 - inserted or already there
+        entry = await self.get_one(user_id=user.id, audiobook_id=audiobook_id)
         if shelf is not None and entry.shelf != shelf:
             entry.shelf = shelf
-            await self.session.flush()
+            await session.flush()
         return entry, created
 
-    async def remove_from_library(self, audiobook_id: int) -> None:
-        entry = await self.library_entry(audiobook_id)
-        if entry is not None:
-            await self.session.delete(entry)
+    async def _item(self, user: User, entry: LibraryEntry) -> LibraryItem:
+        [item] = await self._items(user, [entry])
+        return self.to_schema(item, schema_type=LibraryItem)
 
-    async def set_favorite(self, audiobook_id: int, favorite: bool) -> LibraryEntry:
-        entry, _ = await self.add_to_library(audiobook_id, None)
-        entry.is_favorite = favorite
-        entry.favorited_at = utcnow() if favorite else None
-        await self.session.flush()
-        return entry
-
-    async def library_page(
-        self, *, shelf: str | None, favorites_only: bool, limit: int, offset: int
-    ) -> tuple[Sequence[LibraryEntry], int]:
-        conditions = [LibraryEntry.user_id == self.user.id]
-        if shelf is not None:
-            conditions.append(LibraryEntry.shelf == shelf)
-        if favorites_only:
-            conditions.append(LibraryEntry.is_favorite.is_(True))
-        ordering = (
-            (LibraryEntry.favorited_at.desc(), LibraryEntry.id.desc())
-            if favorites_only
-            else (LibraryEntry.created_at.desc(), LibraryEntry.id.desc())
-        )
-        total = await self.session.scalar(select(func.count()).select_from(LibraryEntry).where(*conditions)) or 0
-        rows = await self.session.scalars(
-            select(LibraryEntry).where(*conditions).order_by(*ordering).limit(limit).offset(offset)
-        )
-        return rows.all(), total
-
-    async def listening_page(
-        self, *, completed: bool | None, limit: int, offset: int
-    ) -> tuple[Sequence[ListeningProgress], int]:
-        conditions = [ListeningProgress.user_id == self.user.id]
-        if completed is not None:
-            conditions.append(ListeningProgress.is_completed.is_(completed))
-        total = await self.session.scalar(select(func.count()).select_from(ListeningProgress).where(*conditions)) or 0
-        rows = await self.session.scalars(
-            select(ListeningProgress)
-            .where(*conditions)
-            .order_by(ListeningProgress.last_listened_at.desc(), ListeningProgress.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-        return rows.all(), total
-
-    async def books_with_progress(
-        self, audiobook_ids: Sequence[int]
-    ) -> tuple[dict[int, Audiobook], dict[int, ListeningProgress], dict[int, list[Chapter]]]:
-        """The books, the caller's progress and the chapters for a page: a fixed number of queries."""
-        if not audiobook_ids:
-            return {}, {}, {}
-        books = await books_by_id(self.session, audiobook_ids)
-        progress = await self.session.scalars(
-            select(ListeningProgress).where(
-                ListeningProgress.user_id == self.user.id, ListeningProgress.audiobook_id.in_(audiobook_ids)
-            )
-        )
-        chapters: dict[int, list[Chapter]] = {}
-        for chapter in await self.session.scalars(
-            select(Chapter).where(Chapter.audiobook_id.in_(audiobook_ids)).order_by(Chapter.chapter_number)
-        ):
-            chapters.setdefault(chapter.audiobook_id, []).append(chapter)
-        return (
-            books,
-            {entry.audiobook_id: entry for entry in progress},
-            chapters,
-        )
+    async def _items(self, user: User, entries: Sequence[LibraryEntry]) -> list[dict[str, Any]]:
+        """The wire form of library entries, with their books and the listener's progress: fixed queries."""
+        session = self.repository.session
+        ids = [entry.audiobook_id for entry in entries]
+        books = await books_by_id(session, ids)
+        progress = await progress_by_book(session, user.id, ids)
+        chapters = await chapters_by_book(session, ids)
+        return [
+            {
+                "audiobook": audiobook_read(books[entry.audiobook_id]),
+                "added_at": entry.created_at,
+                "shelf": entry.shelf,
+                "is_favorite": entry.is_favorite,
+                "progress": progress_read(progress[entry.audiobook_id], chapters.get(entry.audiobook_id, []))
+                if entry.audiobook_id in progress
+                else None,
+            }
+            for entry in entries
+        ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from audioverse.catalog.models import Chapter
-from audioverse.listening.models import Bookmark, ListeningProgress
-from audioverse.listening.schemas import BookmarkRead, ProgressRead
+from audioverse.listening.models import ListeningProgress
+from audioverse.listening.schemas import ProgressRead
 
 
 def current_chapter(chapters: Sequence[Chapter], position: float) -> int | None:
@@ -27,16 +27,4 @@ def progress_read(progress: ListeningProgress, chapters: Sequence[Chapter]) -> P
         current_chapter=current_chapter(chapters, progress.position_seconds),
         last_listened_at=progress.last_listened_at,
         updated_at=progress.updated_at,
-    )
-
-
-def bookmark_read(bookmark: Bookmark) -> BookmarkRead:
-    return BookmarkRead(
-        id=bookmark.id,
-        audiobook_id=bookmark.audiobook_id,
-        position_seconds=bookmark.position_seconds,
-        title=bookmark.title,
-        note=bookmark.note,
-        created_at=bookmark.created_at,
-        updated_at=bookmark.updated_at,
     )
