@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from audioverse.accounts.models import Role, User
 from audioverse.catalog.models import Audiobook, Chapter
-from audioverse.catalog.services import Catalog
+from audioverse.catalog.services import AudiobookService
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
 from audioverse.jobs import TaskQueue, send_after_commit
@@ -77,9 +77,9 @@ def book_maker(
             app_loop = client.blocking_portal.call(asyncio.get_running_loop)
             stop_sending = send_after_commit(database, TaskQueue(client.app.state.broker), app_loop)
         async with database.get_session() as session:
-            catalog = Catalog(session)
+            audiobooks = AudiobookService(session=session)
             book = Audiobook(
-                **await catalog.related(authors=authors, narrators=narrators, genres=genres),
+                **await audiobooks.related(authors=authors, narrators=narrators, genres=genres),
                 title=title,
                 duration_seconds=duration,
                 release_date=release,

@@ -179,6 +179,38 @@ async def test_detail_has_contiguous_chapters(client: Client, make_book: MakeBoo
     assert (await client.get("/api/audiobooks/987654321/chapters/")).status_code == 404
 
 
+async def test_a_book_reads_the_same_in_the_list_the_detail_and_a_profile(
+    client: Client, make_book: MakeBook, uploader: Tokens, tag: str
+) -> None:
+    book_id = await make_book(
+        title=f"Wire {tag}",
+        authors=(f"Wire Author {tag}",),
+        narrators=(f"Wire Narrator {tag}",),
+        genres=(f"Genre {tag}",),
+        release=date(1900, 1, 2),
+        rating=4.5,
+        plays=7,
+        uploader=uploader["user_id"],
+    )
+    detail = (await client.get(f"/api/audiobooks/{book_id}/")).json()
+    assert set(detail) == {
+        *("id", "title", "subtitle", "description", "cover_url", "duration_seconds", "release_date", "language"),
+        *("publisher", "isbn", "series", "series_position", "authors", "narrators", "genres", "average_rating"),
+        *("total_ratings", "total_reviews", "play_count", "format", "mime_type", "size_bytes", "bitrate"),
+        *("uploaded_by", "created_at", "updated_at", "chapters"),
+    }
+    assert detail["uploaded_by"] == uploader["user_id"]
+    assert detail["cover_url"] is None
+    assert (detail["average_rating"], detail["play_count"], detail["release_date"]) == (4.5, 7, "1900-01-02")
+    assert [author["name"] for author in detail["authors"]] == [f"Wire Author {tag}"]
+    assert detail["genres"] == [{"id": detail["genres"][0]["id"], "name": f"Genre {tag}", "slug": f"genre-{tag}"}]
+    listed = {key: value for key, value in detail.items() if key != "chapters"}
+    assert (await client.get("/api/audiobooks/", params={"genre": f"genre-{tag}"})).json()["items"] == [listed]
+    profile = (await client.get(f"/api/narrators/{detail['narrators'][0]['id']}/")).json()
+    assert profile["audiobooks_count"] == 1
+    assert profile["audiobooks"] == [listed]
+
+
 async def test_edit_permissions(
     client: Client, make_book: MakeBook, uploader: Tokens, other_listener: Tokens, curator: Tokens
 ) -> None:

@@ -2,45 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import date
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
-import msgspec
 from litestar import Controller, HttpMethod, Request, delete, get, post, put, route
-from litestar.di import Provide
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import ValidationException
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import Body, Parameter
 from litestar.response import Stream
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from audioverse.accounts.auth import PUBLIC, ensure_owner_or_curator, requires_curator, requires_verified
+from audioverse.accounts.auth import PUBLIC, requires_curator, requires_verified
 from audioverse.accounts.models import User
+from audioverse.catalog import schemas
+from audioverse.catalog.deps import AUDIOBOOKS, AUTHORS, CATALOG_FILTERS, GENRES, NARRATORS
 from audioverse.catalog.ingest import ingest
-from audioverse.catalog.models import SHARED_AUDIO_PREFIX, Audiobook, Author, Narrator
-from audioverse.catalog.schemas import (
-    AudiobookDetail,
-    AudiobookPage,
-    AudiobookUpdate,
-    ChapterRead,
-    ChapterWrite,
-    GenreRead,
-    PersonDetail,
-    PersonPage,
-    PersonRead,
-    PersonUpdate,
-)
-from audioverse.catalog.services import AudiobookQuery, Catalog
-from audioverse.catalog.views import audiobook_read, chapter_reads
+from audioverse.catalog.services import AudiobookService, GenreService, PeopleService
 from audioverse.config import Settings
 from audioverse.errors import NotFound, PayloadTooLarge, problem_responses
-from audioverse.jobs import defer
 from audioverse.openapi import ImageOperation, file_field, form_operation
-from audioverse.storage import DELETE_TASK as DELETE_STORED_OBJECTS
 from audioverse.storage import ObjectNotFound, Storage
-from audioverse.types import Id, OptionalId, Page, text_query
+from audioverse.types import Id, ListPage, Page, text_query
 from audioverse.uploads import IMAGE_TYPES
 from search.query import SearchFilters
 
@@ -100,41 +82,6 @@ UPLOAD_FORM = Schema(
 )
 
 
-# Litestar leaves a bound of 0 out of an optional parameter's schema; the server does enforce it.
-AT_LEAST_ZERO = {"minimum": 0}
-
-
-def provide_catalog_filters(
-    genre: Annotated[str | None, text_query(100, "Genre slug.")] = None,
-    author: Annotated[OptionalId, Parameter(description="Author id.")] = None,
-    narrator: Annotated[OptionalId, Parameter(description="Narrator id.")] = None,
-    language: Annotated[str | None, text_query(35)] = None,
-    duration_min: Annotated[float | None, Parameter(ge=0, description="Seconds.", schema_extra=AT_LEAST_ZERO)] = None,
-    duration_max: Annotated[float | None, Parameter(ge=0, description="Seconds.", schema_extra=AT_LEAST_ZERO)] = None,
-    released_after: Annotated[date | None, Parameter(description="On or after this date.")] = None,
-    released_before: Annotated[date | None, Parameter(description="On or before this date.")] = None,
-    min_rating: Annotated[float | None, Parameter(ge=0, le=5, schema_extra=AT_LEAST_ZERO)] = None,
-) -> SearchFilters:
-    """The filters the list and the search endpoints share, from the query string."""
-    try:
-        return SearchFilters(
-            genre=genre,
-            author_id=author,
-            narrator_id=narrator,
-            language=language,
-            duration_min=duration_min,
-            duration_max=duration_max,
-            released_after=released_after,
-            released_before=released_before,
-            min_rating=min_rating,
-        )
-    except ValueError as exc:  # "inf" parses as a float and passes ge=0
-        raise ValidationException(f"Invalid filter: {exc}.") from exc
-
-
-CATALOG_FILTERS = {"catalog_filters": Provide(provide_catalog_filters, sync_to_thread=False)}
-
-
 async def refuse_oversized_upload(request: Request[Any, Any, Any]) -> None:
     settings: Settings = request.app.state.settings
     declared = request.headers.get("content-length", "")
@@ -142,18 +89,10 @@ async def refuse_oversized_upload(request: Request[Any, Any, Any]) -> None:
         raise PayloadTooLarge(f"The upload is larger than the limit of {settings.max_upload_bytes} bytes.")
 
 
-def provide_catalog(db_session: AsyncSession) -> Catalog:
-    return Catalog(db_session)
-
-
-def audiobook_detail(book: Audiobook) -> AudiobookDetail:
-    return AudiobookDetail(**msgspec.structs.asdict(audiobook_read(book)), chapters=chapter_reads(book.chapters))
-
-
 class AudiobookController(Controller):
     path = "/api/audiobooks"
     tags = ["catalog"]
-    dependencies = {"catalog": Provide(provide_catalog, sync_to_thread=False)}
+    dependencies = AUDIOBOOKS
 
     @get(
         "/",
@@ -164,25 +103,18 @@ class AudiobookController(Controller):
     )
     async def list_audiobooks(
         self,
-        catalog: Catalog,
-        catalog_filters: SearchFilters,
-        page: Page,
+        audiobooks: NamedDependency[AudiobookService],
+        catalog_filters: NamedDependency[SearchFilters],
+        page: NamedDependency[Page],
         sort: Annotated[SortField, Parameter(description="Field, `-` for descending.")] = "-created_at",
-    ) -> AudiobookPage:
-        query = AudiobookQuery(filters=catalog_filters, sort=sort, limit=page.limit, offset=page.offset)
-        books, total = await catalog.audiobooks.page(query)
-        return AudiobookPage(
-            items=[audiobook_read(book) for book in books], total=total, limit=page.limit, offset=page.offset
-        )
+    ) -> ListPage[schemas.AudiobookRead]:
+        return ListPage.of(await audiobooks.list_books(catalog_filters, sort, page))
 
     @get("/{audiobook_id:int}", summary="An audiobook with its chapters", opt=PUBLIC, responses=NOT_FOUND)
-    async def get_audiobook(self, audiobook_id: Id, catalog: Catalog) -> AudiobookDetail:
-        return audiobook_detail(await catalog.audiobooks.detail(audiobook_id))
-
-    async def _editable(self, audiobook_id: int, catalog: Catalog, user: User) -> Audiobook:
-        book = await catalog.audiobooks.detail(audiobook_id)
-        ensure_owner_or_curator(user, book.uploaded_by_id, "this audiobook")
-        return book
+    async def get_audiobook(
+        self, audiobook_id: Id, audiobooks: NamedDependency[AudiobookService]
+    ) -> schemas.AudiobookDetail:
+        return await audiobooks.detail(audiobook_id)
 
     @route(
         "/{audiobook_id:int}",
@@ -192,21 +124,13 @@ class AudiobookController(Controller):
         responses=EDIT_ERRORS,
     )
     async def update_audiobook(
-        self, audiobook_id: Id, data: AudiobookUpdate, catalog: Catalog, request: Request[User, Any, Any]
-    ) -> AudiobookDetail:
-        book = await self._editable(audiobook_id, catalog, request.user)
-        fields = {name: value for name, value in msgspec.structs.asdict(data).items() if value is not msgspec.UNSET}
-        await catalog.set_people_and_genres(
-            book,
-            authors=fields.pop("authors", None),
-            narrators=fields.pop("narrators", None),
-            genres=fields.pop("genres", None),
-        )
-        for name, value in fields.items():
-            setattr(book, name, value)
-        await catalog.session.flush()
-        await catalog.session.refresh(book, attribute_names=["updated_at"])
-        return audiobook_detail(book)
+        self,
+        audiobook_id: Id,
+        data: schemas.AudiobookUpdate,
+        audiobooks: NamedDependency[AudiobookService],
+        request: Request[User, Any, Any],
+    ) -> schemas.AudiobookDetail:
+        return await audiobooks.edit(audiobook_id, data, request.user)
 
     @delete(
         "/{audiobook_id:int}",
@@ -214,18 +138,16 @@ class AudiobookController(Controller):
         description="Its audio and cover leave storage once the deletion has committed.",
         responses=problem_responses(HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND),
     )
-    async def delete_audiobook(self, audiobook_id: Id, catalog: Catalog, request: Request[User, Any, Any]) -> None:
-        book = await self._editable(audiobook_id, catalog, request.user)
-        # Large demo catalogs share a few recordings; those stay for the other books.
-        keys = [key for key in (book.audio_key, book.cover_key) if key and not key.startswith(SHARED_AUDIO_PREFIX)]
-        await catalog.session.delete(book)
-        await catalog.session.flush()
-        if keys:
-            await defer(catalog.session, DELETE_STORED_OBJECTS, keys)
+    async def delete_audiobook(
+        self, audiobook_id: Id, audiobooks: NamedDependency[AudiobookService], request: Request[User, Any, Any]
+    ) -> None:
+        await audiobooks.remove(audiobook_id, request.user)
 
     @get("/{audiobook_id:int}/chapters", summary="Chapters, in order", opt=PUBLIC, responses=NOT_FOUND)
-    async def get_chapters(self, audiobook_id: Id, catalog: Catalog) -> list[ChapterRead]:
-        return chapter_reads((await catalog.audiobooks.detail(audiobook_id)).chapters)
+    async def get_chapters(
+        self, audiobook_id: Id, audiobooks: NamedDependency[AudiobookService]
+    ) -> list[schemas.ChapterRead]:
+        return await audiobooks.chapters(audiobook_id)
 
     @put(
         "/{audiobook_id:int}/chapters",
@@ -236,13 +158,11 @@ class AudiobookController(Controller):
     async def replace_chapters(
         self,
         audiobook_id: Id,
-        data: Annotated[list[ChapterWrite], Body(description="The new chapters, in order.")],
-        catalog: Catalog,
+        data: Annotated[list[schemas.ChapterWrite], Body(description="The new chapters, in order.")],
+        audiobooks: NamedDependency[AudiobookService],
         request: Request[User, Any, Any],
-    ) -> list[ChapterRead]:
-        book = await self._editable(audiobook_id, catalog, request.user)
-        await catalog.replace_chapters(book, data)
-        return chapter_reads(book.chapters)
+    ) -> list[schemas.ChapterRead]:
+        return await audiobooks.replace_chapters(audiobook_id, data, request.user)
 
     @get(
         "/{audiobook_id:int}/cover",
@@ -251,17 +171,17 @@ class AudiobookController(Controller):
         responses=NOT_FOUND,
         operation_class=ImageOperation,
     )
-    async def get_cover(self, audiobook_id: Id, catalog: Catalog, storage: Storage) -> Stream:
-        book = await catalog.audiobooks.get_one_or_none(id=audiobook_id)
-        if book is None or not book.cover_key:
-            raise NotFound("This audiobook has no cover.")
+    async def get_cover(
+        self, audiobook_id: Id, audiobooks: NamedDependency[AudiobookService], storage: NamedDependency[Storage]
+    ) -> Stream:
+        key = await audiobooks.cover_key(audiobook_id)
         try:
-            info = await storage.stat(book.cover_key)
+            info = await storage.stat(key)
         except ObjectNotFound as exc:
             raise NotFound("This audiobook has no cover.") from exc
         return Stream(
-            storage.read_range(book.cover_key),
-            media_type=IMAGE_TYPES[book.cover_key.rsplit(".", 1)[-1]],
+            storage.read_range(key),
+            media_type=IMAGE_TYPES[key.rsplit(".", 1)[-1]],
             headers={"Content-Length": str(info.size), "Cache-Control": "public, max-age=31536000, immutable"},
         )
 
@@ -287,51 +207,33 @@ class AudiobookController(Controller):
     async def upload(
         self,
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
-        catalog: Catalog,
-        storage: Storage,
-        settings: Settings,
+        audiobooks: NamedDependency[AudiobookService],
+        storage: NamedDependency[Storage],
+        settings: NamedDependency[Settings],
         request: Request[User, Any, Any],
-    ) -> AudiobookDetail:
-        book = await ingest(catalog, storage, request.user, data, settings.max_upload_bytes, settings.max_picture_bytes)
-        return audiobook_detail(await catalog.audiobooks.detail(book.id))
+    ) -> schemas.AudiobookDetail:
+        return await ingest(
+            audiobooks, storage, request.user, data, settings.max_upload_bytes, settings.max_picture_bytes
+        )
 
 
 class PeopleController(Controller):
-    """Authors and narrators share one shape; subclasses name the model."""
+    """Authors and narrators share one shape; subclasses provide their service as ``people``."""
 
-    model: type[Author] | type[Narrator] = Author
     tags = ["catalog"]
-    dependencies = {"catalog": Provide(provide_catalog, sync_to_thread=False)}
-
-    async def _person(self, catalog: Catalog, person_id: int) -> Author | Narrator:
-        person: Author | Narrator | None = await catalog.session.get(self.model, person_id)
-        if person is None:
-            raise NotFound(f"No {self.model.__name__.lower()} with id {person_id}.")
-        return person
 
     @get("/", summary="List, filtered by name with ?q=", opt=PUBLIC)
     async def list_people(
         self,
-        catalog: Catalog,
-        page: Page,
+        people: NamedDependency[PeopleService[Any]],
+        page: NamedDependency[Page],
         q: Annotated[str | None, text_query(255, "Part of the name.")] = None,
-    ) -> PersonPage:
-        rows, total = await catalog.people_page(self.model, q=q, limit=page.limit, offset=page.offset)
-        return PersonPage(
-            items=[person_read(person, count) for person, count in rows],
-            total=total,
-            limit=page.limit,
-            offset=page.offset,
-        )
+    ) -> ListPage[schemas.PersonRead]:
+        return ListPage.of(await people.list_people(q, page))
 
     @get("/{person_id:int}", summary="Profile with their audiobooks", opt=PUBLIC, responses=NOT_FOUND)
-    async def get_person(self, person_id: Id, catalog: Catalog) -> PersonDetail:
-        person = await self._person(catalog, person_id)
-        filters = SearchFilters(author_id=person_id) if self.model is Author else SearchFilters(narrator_id=person_id)
-        books, total = await catalog.audiobooks.page(AudiobookQuery(filters=filters, sort="title", limit=100))
-        return PersonDetail(
-            **msgspec.structs.asdict(person_read(person, total)), audiobooks=[audiobook_read(b) for b in books]
-        )
+    async def get_person(self, person_id: Id, people: NamedDependency[PeopleService[Any]]) -> schemas.PersonDetail:
+        return await people.profile(person_id)
 
     @route(
         "/{person_id:int}",
@@ -340,46 +242,27 @@ class PeopleController(Controller):
         guards=[requires_curator],
         responses=EDIT_ERRORS,
     )
-    async def update_person(self, person_id: Id, data: PersonUpdate, catalog: Catalog) -> PersonRead:
-        person = await self._person(catalog, person_id)
-        for name, value in msgspec.structs.asdict(data).items():
-            if value is not msgspec.UNSET:
-                setattr(person, name, value)
-        await catalog.session.flush()
-        return person_read(person, await catalog.audiobook_count(self.model, person.id))
-
-
-def person_read(person: Author | Narrator, audiobooks_count: int) -> PersonRead:
-    return PersonRead(
-        id=person.id,
-        name=person.name,
-        bio=person.bio,
-        photo_url=person.photo_url,
-        website=person.website,
-        audiobooks_count=audiobooks_count,
-    )
+    async def update_person(
+        self, person_id: Id, data: schemas.PersonUpdate, people: NamedDependency[PeopleService[Any]]
+    ) -> schemas.PersonRead:
+        return await people.edit(person_id, data)
 
 
 class AuthorController(PeopleController):
     path = "/api/authors"
-    model = Author
+    dependencies = AUTHORS
 
 
 class NarratorController(PeopleController):
     path = "/api/narrators"
-    model = Narrator
+    dependencies = NARRATORS
 
 
 class GenreController(Controller):
     path = "/api/genres"
     tags = ["catalog"]
+    dependencies = GENRES
 
     @get("/", summary="Every genre with its number of audiobooks", opt=PUBLIC)
-    async def list_genres(self, db_session: AsyncSession) -> list[GenreRead]:
-        rows = await Catalog(db_session).genres_with_counts()
-        return [
-            GenreRead(
-                id=genre.id, name=genre.name, slug=genre.slug, description=genre.description, audiobooks_count=count
-            )
-            for genre, count in rows
-        ]
+    async def list_genres(self, genres: NamedDependency[GenreService]) -> list[schemas.GenreRead]:
+        return await genres.with_counts()

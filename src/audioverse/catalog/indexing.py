@@ -28,10 +28,11 @@ from audioverse.catalog.models import (
     audiobook_author,
     audiobook_narrator,
 )
-from audioverse.catalog.services import books_by_id
-from audioverse.catalog.views import cover_url
+from audioverse.catalog.schemas import ReindexProgress, SearchStatus
+from audioverse.catalog.services import AudiobookService, books_by_id, engine_errors_as_503
 from audioverse.config import Settings
 from audioverse.errors import Conflict
+from audioverse.jobs import defer
 from search import SearchEngine, SearchEngineError
 from search.documents import AudiobookDocument, GenreRef, PersonDocument, PersonKind, PersonRef
 from search.embedded import EmbeddedSearchEngine
@@ -90,7 +91,7 @@ def audiobook_document(book: Audiobook) -> AudiobookDocument:
         total_ratings=book.total_ratings,
         play_count=book.play_count,
         created_at=book.created_at,
-        cover_url=cover_url(book),
+        cover_url=book.cover_url,
     )
 
 
@@ -269,6 +270,21 @@ async def abandon_claim(store: Store, status: ReindexStatus) -> None:
     await write_status(store, failed)
 
 
+async def start_reindex(store: Store, session: AsyncSession) -> str:
+    """Claim a reindex and save its job, committing ``session``; the job's id. 409 while another one runs."""
+    status = await claim_reindex(store, session)
+    await defer(session, REINDEX_TASK, msgspec.to_builtins(status))
+    try:
+        # Committed here rather than after the request: a claim whose job was not saved must not
+        # read as running until its lease lapses.
+        await session.commit()
+    except Exception:
+        await abandon_claim(store, status)
+        raise
+    assert status.job_id is not None  # noqa: S101 - claim_reindex always sets it
+    return status.job_id
+
+
 async def reindex(
     database: SQLAlchemyAsyncConfig,
     engine: SearchEngine,
@@ -346,3 +362,20 @@ async def pending_changes(session: AsyncSession) -> tuple[int, datetime | None]:
     pending = await session.scalar(select(func.count()).where(CatalogOutbox.processed_at.is_(None))) or 0
     last = await session.scalar(select(func.max(CatalogOutbox.processed_at)))
     return pending, last
+
+
+async def index_status(engine: SearchEngine, store: Store, session: AsyncSession, index: str) -> SearchStatus:
+    """How the index compares with the catalog: documents on each side, changes pending, the last reindex."""
+    with engine_errors_as_503():
+        in_index = await engine.count()
+    pending, last_synced = await pending_changes(session)
+    job = await read_status(store)
+    return SearchStatus(
+        engine=engine.name,
+        index=index,
+        documents_in_index=in_index,
+        documents_in_database=await AudiobookService(session=session).count(),
+        pending_changes=pending,
+        last_synced_at=last_synced,
+        reindex=msgspec.convert(job, ReindexProgress, from_attributes=True),
+    )

@@ -17,8 +17,8 @@ from audioverse.accounts.models import User
 from audioverse.bodies import body_field_error
 from audioverse.catalog.audio_metadata import AudioMetadata, UnreadableAudio, read_audio_metadata_async
 from audioverse.catalog.models import Audiobook, Chapter
-from audioverse.catalog.schemas import AudiobookUpdate
-from audioverse.catalog.services import Catalog
+from audioverse.catalog.schemas import AudiobookDetail, AudiobookUpdate
+from audioverse.catalog.services import AudiobookService
 from audioverse.errors import DomainError, FieldError, Unprocessable
 from audioverse.storage import Storage
 from audioverse.uploads import identify_image_async, required_file, save_upload
@@ -100,9 +100,18 @@ class UploadedBook:
 
 
 async def ingest(
-    catalog: Catalog, storage: Storage, uploader: User, form: Mapping[str, Any], max_bytes: int, max_cover_bytes: int
-) -> Audiobook:
-    """Read the file, store audio and cover, and add the book; on any failure nothing remains."""
+    audiobooks: AudiobookService,
+    storage: Storage,
+    uploader: User,
+    form: Mapping[str, Any],
+    max_bytes: int,
+    max_cover_bytes: int,
+) -> AudiobookDetail:
+    """Read the file, store audio and cover, and add the book; on any failure nothing remains.
+
+    The book is committed here, before the response, so that a failed commit still removes the files.
+    """
+    session = audiobooks.repository.session
     metadata = form_metadata(form)
     audio = required_file(form.get("audio"), "audio", "audio file")
     cover_upload = form.get("cover")
@@ -139,17 +148,19 @@ async def ingest(
                 else:
                     cover_key = f"{prefix}/cover.{extension}"
                     await stored.put(cover_key, cover_path, content_type)
-            book = await _add_book(catalog, uploader, metadata, tags, audio.filename, size, stored.keys[0], cover_key)
-            await catalog.session.commit()
+            book = await _add_book(
+                audiobooks, uploader, metadata, tags, audio.filename, size, stored.keys[0], cover_key
+            )
+            await session.commit()
         except BaseException:
-            await catalog.session.rollback()
+            await session.rollback()
             await stored.discard()
             raise
-    return book
+    return await audiobooks.detail(book.id)
 
 
 async def _add_book(
-    catalog: Catalog,
+    audiobooks: AudiobookService,
     uploader: User,
     form: AudiobookUpdate,
     tags: AudioMetadata,
@@ -165,7 +176,7 @@ async def _add_book(
             "Name the author: the form has no `authors` and the file has no author tag.",
             errors=[FieldError(field="authors", message="At least one author is required.")],
         )
-    related = await catalog.related(
+    related = await audiobooks.related(
         authors=authors,
         narrators=_given(form.narrators) or tags.narrators,
         genres=_given(form.genres) or tags.genres,
@@ -205,6 +216,6 @@ async def _add_book(
         book.chapters = [
             Chapter(chapter_number=1, title=title[:255], start_time_seconds=0.0, end_time_seconds=book.duration_seconds)
         ]
-    catalog.session.add(book)
-    await catalog.session.flush()
+    audiobooks.repository.session.add(book)
+    await audiobooks.repository.session.flush()
     return book

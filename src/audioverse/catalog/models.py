@@ -25,7 +25,7 @@ from sqlalchemy import (
     column,
     func,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from audioverse.db import Base
 
@@ -66,6 +66,8 @@ class Author(Base):
     audiobooks: Mapped[list[Audiobook]] = relationship(
         secondary=audiobook_author, back_populates="authors", lazy="raise", viewonly=True
     )
+    audiobooks_count: Mapped[int] = query_expression()
+    """Set only by a query that asks for it (the catalog services' ``with_expression``), else None."""
 
 
 class Narrator(Base):
@@ -79,6 +81,7 @@ class Narrator(Base):
     audiobooks: Mapped[list[Audiobook]] = relationship(
         secondary=audiobook_narrator, back_populates="narrators", lazy="raise", viewonly=True
     )
+    audiobooks_count: Mapped[int] = query_expression()  # as on Author
 
 
 class Genre(Base):
@@ -87,6 +90,7 @@ class Genre(Base):
     name: Mapped[str] = mapped_column(String(GENRE_NAME_MAX_LENGTH), unique=True)
     slug: Mapped[str] = mapped_column(String(GENRE_NAME_MAX_LENGTH), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
+    audiobooks_count: Mapped[int] = query_expression()  # as on Author
 
 
 class Audiobook(Base):
@@ -131,6 +135,14 @@ class Audiobook(Base):
         lazy="raise",
         passive_deletes=True,
     )
+
+    @property
+    def cover_url(self) -> str | None:
+        """Where clients fetch the cover; the key's random directory versions it, so caches may keep it forever."""
+        if not self.cover_key:
+            return None
+        version = self.cover_key.rsplit("/", 2)[-2][:8]
+        return f"/api/audiobooks/{self.id}/cover/?v={version}"
 
 
 Index("ix_audiobook_created_at", Audiobook.created_at)

@@ -10,6 +10,7 @@ import msgspec
 from audioverse.accounts.schemas import SPACE_OR_CONTROL, Bio
 from audioverse.catalog.models import GENRE_NAME_MAX_LENGTH, PERSON_NAME_MAX_LENGTH
 from audioverse.types import Text
+from search.query import Highlights
 
 Name = Annotated[Text, msgspec.Meta(min_length=1, max_length=PERSON_NAME_MAX_LENGTH)]
 GenreName = Annotated[Text, msgspec.Meta(min_length=1, max_length=GENRE_NAME_MAX_LENGTH)]
@@ -66,20 +67,14 @@ class AudiobookRead(msgspec.Struct):
     mime_type: str
     size_bytes: int
     bitrate: int
-    uploaded_by: int | None
+    # Named as the model names it, so the book converts to this by attribute; the wire name is unchanged.
+    uploaded_by_id: int | None = msgspec.field(name="uploaded_by")
     created_at: datetime
     updated_at: datetime
 
 
 class AudiobookDetail(AudiobookRead):
     chapters: list[ChapterRead]
-
-
-class AudiobookPage(msgspec.Struct):
-    items: list[AudiobookRead]
-    total: int
-    limit: int
-    offset: int
 
 
 class AudiobookUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -118,13 +113,6 @@ class PersonDetail(PersonRead):
     audiobooks: list[AudiobookRead]
 
 
-class PersonPage(msgspec.Struct):
-    items: list[PersonRead]
-    total: int
-    limit: int
-    offset: int
-
-
 class PersonUpdate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | msgspec.UnsetType = msgspec.UNSET
     bio: Bio | msgspec.UnsetType = msgspec.UNSET
@@ -138,3 +126,41 @@ class GenreRead(msgspec.Struct):
     slug: str
     description: str
     audiobooks_count: int
+
+
+class SearchItem(AudiobookRead):
+    highlights: Highlights
+
+
+class SearchPage(msgspec.Struct):
+    """A search's page: a list page plus the engine's facet counts and timing."""
+
+    items: list[SearchItem]
+    total: int
+    limit: int
+    offset: int
+    facets: dict[str, dict[str, int]]
+    processing_time_ms: int
+
+
+class ReindexJob(msgspec.Struct):
+    job_id: str
+
+
+class ReindexProgress(msgspec.Struct):
+    state: str
+    processed: int
+    total: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None = None
+
+
+class SearchStatus(msgspec.Struct):
+    engine: str
+    index: str
+    documents_in_index: int
+    documents_in_database: int
+    pending_changes: int
+    last_synced_at: datetime | None
+    reindex: ReindexProgress

@@ -1,23 +1,27 @@
-"""Catalog rules: listing with filters and sorts, people and genres by name, edits, chapters."""
+"""Catalog rules and queries: listing with filters and sorts, people and genres by name, edits, chapters."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
+import msgspec
 from advanced_alchemy.filters import ComparisonFilter, LimitOffset, OrderBy, SearchFilter, StatementFilter
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import Column, ColumnElement, Table, func, select
+from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import selectinload, with_expression
 from sqlalchemy.orm.strategy_options import _AbstractLoad
 
+from audioverse.accounts.auth import ensure_owner_or_curator
+from audioverse.accounts.models import User
 from audioverse.catalog.models import (
     GENRE_NAME_MAX_LENGTH,
     PERSON_NAME_MAX_LENGTH,
+    SHARED_AUDIO_PREFIX,
     Audiobook,
     Author,
     Chapter,
@@ -27,17 +31,34 @@ from audioverse.catalog.models import (
     audiobook_genre,
     audiobook_narrator,
 )
-from audioverse.catalog.schemas import ChapterWrite
-from audioverse.errors import FieldError, Unprocessable
-from search.query import SearchFilters
+from audioverse.catalog.schemas import (
+    AudiobookDetail,
+    AudiobookRead,
+    AudiobookUpdate,
+    ChapterRead,
+    ChapterWrite,
+    GenreRead,
+    PersonDetail,
+    PersonRead,
+    PersonUpdate,
+    SearchItem,
+    SearchPage,
+)
+from audioverse.catalog.views import chapter_reads
+from audioverse.errors import FieldError, NotFound, ServiceUnavailable, Unprocessable
+from audioverse.jobs import defer
+from audioverse.storage import DELETE_TASK as DELETE_STORED_OBJECTS
+from search import SearchEngine, SearchEngineUnavailable
+from search.query import SearchFilters, SearchQuery
 
-SORTABLE = ("title", "release_date", "duration_seconds", "average_rating", "play_count", "created_at")
 LIST_LOAD: list[_AbstractLoad] = [
     selectinload(Audiobook.authors),
     selectinload(Audiobook.narrators),
     selectinload(Audiobook.genres),
 ]
 DETAIL_LOAD: list[_AbstractLoad] = [*LIST_LOAD, selectinload(Audiobook.chapters)]
+PROFILE_BOOKS = LimitOffset(limit=100, offset=0)
+"""The books a person's profile shows, by title."""
 Person = TypeVar("Person", Author, Narrator)
 
 
@@ -55,46 +76,44 @@ def clean_names(names: Sequence[str], max_length: int) -> list[str]:
     return list(seen.values())
 
 
-@dataclass(frozen=True)
-class AudiobookQuery:
-    """The list endpoint's filters (the same as search's), sort and page, already typed and validated."""
+def given_fields(changes: msgspec.Struct) -> dict[str, Any]:
+    """The fields a partial update sets (those left out are ``UNSET``)."""
+    return {name: value for name, value in msgspec.structs.asdict(changes).items() if value is not msgspec.UNSET}
 
-    filters: SearchFilters = field(default_factory=SearchFilters)
-    sort: str = "-created_at"
-    limit: int = 20
-    offset: int = 0
 
-    def statement_filters(self) -> list[StatementFilter | ColumnElement[bool]]:
-        wanted = self.filters
-        filters: list[StatementFilter | ColumnElement[bool]] = []
-        if wanted.genre is not None:
-            filters.append(Audiobook.genres.any(Genre.slug == wanted.genre))
-        if wanted.author_id is not None:
-            filters.append(Audiobook.authors.any(Author.id == wanted.author_id))
-        if wanted.narrator_id is not None:
-            filters.append(Audiobook.narrators.any(Narrator.id == wanted.narrator_id))
-        comparisons: list[tuple[str, str, Any]] = [
-            ("language", "eq", wanted.language),
-            ("duration_seconds", "ge", wanted.duration_min),
-            ("duration_seconds", "le", wanted.duration_max),
-            ("release_date", "ge", wanted.released_after),
-            ("release_date", "le", wanted.released_before),
-            ("average_rating", "ge", wanted.min_rating),
-        ]
-        filters.extend(
-            ComparisonFilter(field_name=column, operator=operator, value=value)
-            for column, operator, value in comparisons
-            if value is not None
-        )
-        sort_column = self.sort.removeprefix("-")
-        direction: Literal["asc", "desc"] = "desc" if self.sort.startswith("-") else "asc"
-        # Rows without a value (no release date) go last either way; ids break ties so pages are stable.
-        filters += [
-            OrderBy(field_name=sort_column, sort_order=direction, nulls="last"),
-            OrderBy(field_name="id", sort_order=direction),
-            LimitOffset(limit=self.limit, offset=self.offset),
-        ]
-        return filters
+def catalog_filters(wanted: SearchFilters) -> list[StatementFilter | ColumnElement[bool]]:
+    """The list endpoint's filters (the same as search's) as statement filters."""
+    filters: list[StatementFilter | ColumnElement[bool]] = []
+    if wanted.genre is not None:
+        filters.append(Audiobook.genres.any(Genre.slug == wanted.genre))
+    if wanted.author_id is not None:
+        filters.append(Audiobook.authors.any(Author.id == wanted.author_id))
+    if wanted.narrator_id is not None:
+        filters.append(Audiobook.narrators.any(Narrator.id == wanted.narrator_id))
+    comparisons: list[tuple[str, str, Any]] = [
+        ("language", "eq", wanted.language),
+        ("duration_seconds", "ge", wanted.duration_min),
+        ("duration_seconds", "le", wanted.duration_max),
+        ("release_date", "ge", wanted.released_after),
+        ("release_date", "le", wanted.released_before),
+        ("average_rating", "ge", wanted.min_rating),
+    ]
+    filters.extend(
+        ComparisonFilter(field_name=column, operator=operator, value=value)
+        for column, operator, value in comparisons
+        if value is not None
+    )
+    return filters
+
+
+def ordered_by(sort: str) -> list[OrderBy]:
+    """``sort`` is a column, ``-`` first for descending."""
+    direction: Literal["asc", "desc"] = "desc" if sort.startswith("-") else "asc"
+    # Rows without a value (no release date) go last either way; ids break ties so pages are stable.
+    return [
+        OrderBy(field_name=sort.removeprefix("-"), sort_order=direction, nulls="last"),
+        OrderBy(field_name="id", sort_order=direction),
+    ]
 
 
 async def books_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, Audiobook]:
@@ -105,19 +124,15 @@ async def books_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, Au
     return {book.id: book for book in books}
 
 
-class AudiobookRepository(SQLAlchemyAsyncRepository[Audiobook]):
-    model_type = Audiobook
-
-
-class AudiobookService(SQLAlchemyAsyncRepositoryService[Audiobook]):
-    repository_type = AudiobookRepository
-
-    async def page(self, query: AudiobookQuery) -> tuple[Sequence[Audiobook], int]:
-        # A separate COUNT keeps the total right on pages past the end (a window count sees no rows there).
-        return await self.list_and_count(*query.statement_filters(), load=LIST_LOAD, count_with_window_function=False)
-
-    async def detail(self, audiobook_id: int) -> Audiobook:
-        return await self.get(audiobook_id, load=DETAIL_LOAD)
+@contextmanager
+def engine_errors_as_503() -> Iterator[None]:
+    """An unreachable search engine answers 503, which the client may retry shortly."""
+    try:
+        yield
+    except SearchEngineUnavailable as exc:
+        raise ServiceUnavailable(
+            "Search is unavailable right now; try again shortly.", headers={"Retry-After": "5"}
+        ) from exc
 
 
 class AuthorRepository(SQLAlchemyAsyncRepository[Author]):
@@ -128,72 +143,197 @@ class NarratorRepository(SQLAlchemyAsyncRepository[Narrator]):
     model_type = Narrator
 
 
-class Catalog:
-    """Catalog workflows for one request's session."""
+class GenreRepository(SQLAlchemyAsyncRepository[Genre]):
+    model_type = Genre
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-        self.audiobooks = AudiobookService(session=session)
 
-    async def people_by_name(self, model: type[Person], names: Sequence[str]) -> list[Person]:
-        """The named authors or narrators, creating those that do not exist yet."""
+class PeopleService(SQLAlchemyAsyncRepositoryService[Person]):
+    """Authors or narrators, as the subclass names: lists, profiles, edits, lookups by name."""
+
+    link: ClassVar[Any]
+    """The association column that names the person beside each of their books."""
+
+    @property
+    def model(self) -> type[Person]:
+        return cast("type[Person]", self.repository.model_type)
+
+    def books_of(self, person_id: int) -> SearchFilters:
+        """The list filter that finds the person's books."""
+        raise NotImplementedError
+
+    def _with_count(self) -> _AbstractLoad:
+        count = select(func.count()).where(self.link == self.model.id).correlate(self.model).scalar_subquery()
+        return with_expression(self.model.audiobooks_count, count)
+
+    async def _counted(self, person_id: int) -> Person:
+        """The person with their book count, read afresh (a flush resets the count to None)."""
+        person = await self.get_one_or_none(
+            self.model.id == person_id, load=[self._with_count()], execution_options={"populate_existing": True}
+        )
+        if person is None:
+            raise NotFound(f"No {self.model.__name__.lower()} with id {person_id}.")
+        return person
+
+    async def list_people(self, q: str | None, page: LimitOffset) -> OffsetPagination[PersonRead]:
+        """People with their audiobook counts, by name, those whose name holds ``q`` when given."""
+        filters: list[StatementFilter] = [page]
+        if q:
+            filters.append(SearchFilter(field_name="name", value=q, ignore_case=True, escape_wildcards=True))
+        people, total = await self.get_many_and_count(
+            *filters,
+            order_by=[func.lower(self.model.name).asc(), self.model.id.asc()],
+            load=[self._with_count()],
+            count_with_window_function=False,
+        )
+        return self.to_schema(people, total, filters=[page], schema_type=PersonRead)
+
+    async def profile(self, person_id: int) -> PersonDetail:
+        person = await self._counted(person_id)
+        books = await AudiobookService(session=self.repository.session).list_books(
+            self.books_of(person_id), "title", PROFILE_BOOKS
+        )
+        read = self.to_schema(person, schema_type=PersonRead)
+        return PersonDetail(**msgspec.structs.asdict(read), audiobooks=list(books.items))
+
+    async def edit(self, person_id: int, changes: PersonUpdate) -> PersonRead:
+        person = await self._counted(person_id)
+        for name, value in given_fields(changes).items():
+            setattr(person, name, value)
+        await self.repository.session.flush()
+        return self.to_schema(await self._counted(person_id), schema_type=PersonRead)
+
+    async def by_names(self, names: Sequence[str]) -> list[Person]:
+        """The named people, creating those that do not exist yet."""
         wanted = clean_names(names, PERSON_NAME_MAX_LENGTH)
         if not wanted:
             return []
-        found = await self.session.scalars(select(model).where(func.lower(model.name).in_([n.lower() for n in wanted])))
+        found = await self.get_many(func.lower(self.model.name).in_([name.lower() for name in wanted]))
         by_name = {person.name.lower(): person for person in found}
         for name in wanted:
             if name.lower() not in by_name:
-                person = model(name=name)
-                self.session.add(person)
-                by_name[name.lower()] = person
-        await self.session.flush()
+                by_name[name.lower()] = self.model(name=name)
+                self.repository.session.add(by_name[name.lower()])
+        await self.repository.session.flush()
         return [by_name[name.lower()] for name in wanted]
 
-    async def genres_by_name(self, names: Sequence[str]) -> list[Genre]:
+
+class AuthorService(PeopleService[Author]):
+    repository_type = AuthorRepository
+    link = audiobook_author.c.author_id
+
+    def books_of(self, person_id: int) -> SearchFilters:
+        return SearchFilters(author_id=person_id)
+
+
+class NarratorService(PeopleService[Narrator]):
+    repository_type = NarratorRepository
+    link = audiobook_narrator.c.narrator_id
+
+    def books_of(self, person_id: int) -> SearchFilters:
+        return SearchFilters(narrator_id=person_id)
+
+
+class GenreService(SQLAlchemyAsyncRepositoryService[Genre]):
+    repository_type = GenreRepository
+
+    async def with_counts(self) -> list[GenreRead]:
+        """Every genre with its number of audiobooks, by name."""
+        count = select(func.count()).where(audiobook_genre.c.genre_id == Genre.id).correlate(Genre).scalar_subquery()
+        genres = await self.get_many(order_by=Genre.name.asc(), load=[with_expression(Genre.audiobooks_count, count)])
+        return list(self.to_schema(genres, schema_type=GenreRead).items)
+
+    async def by_names(self, names: Sequence[str]) -> list[Genre]:
+        """The named genres (matched by slug), creating those that do not exist yet."""
         wanted = clean_names(names, GENRE_NAME_MAX_LENGTH)
         if not wanted:
             return []
         slugs = {slugify(name): name for name in wanted}
-        found = {genre.slug: genre for genre in await self.session.scalars(select(Genre).where(Genre.slug.in_(slugs)))}
+        found = {genre.slug: genre for genre in await self.get_many(Genre.slug.in_(slugs))}
         for slug, name in slugs.items():
             if slug not in found:
                 found[slug] = Genre(name=name, slug=slug)
-                self.session.add(found[slug])
-        await self.session.flush()
+                self.repository.session.add(found[slug])
+        await self.repository.session.flush()
         return [found[slug] for slug in slugs]
 
-    async def related(
-        self, *, authors: Sequence[str], narrators: Sequence[str], genres: Sequence[str]
-    ) -> dict[str, list[Any]]:
-        """The ``authors``, ``narrators`` and ``genres`` of a new book, ready to pass to its constructor."""
-        return {
-            "authors": await self.people_by_name(Author, authors),
-            "narrators": await self.people_by_name(Narrator, narrators),
-            "genres": await self.genres_by_name(genres),
-        }
 
-    async def set_people_and_genres(
-        self,
-        audiobook: Audiobook,
-        *,
-        authors: Sequence[str] | None = None,
-        narrators: Sequence[str] | None = None,
-        genres: Sequence[str] | None = None,
-    ) -> None:
-        if authors is not None:
-            audiobook.authors = await self.people_by_name(Author, authors)
-        if narrators is not None:
-            audiobook.narrators = await self.people_by_name(Narrator, narrators)
-        if genres is not None:
-            audiobook.genres = await self.genres_by_name(genres)
+class AudiobookRepository(SQLAlchemyAsyncRepository[Audiobook]):
+    model_type = Audiobook
 
-    async def replace_chapters(self, audiobook: Audiobook, chapters: Sequence[ChapterWrite]) -> None:
-        validate_chapters(chapters, audiobook.duration_seconds)
-        audiobook.chapters.clear()
+
+class AudiobookService(SQLAlchemyAsyncRepositoryService[Audiobook]):
+    repository_type = AudiobookRepository
+
+    async def list_books(self, wanted: SearchFilters, sort: str, page: LimitOffset) -> OffsetPagination[AudiobookRead]:
+        books, total = await self.get_many_and_count(
+            *catalog_filters(wanted),
+            *ordered_by(sort),
+            page,
+            load=LIST_LOAD,
+            # A separate COUNT keeps the total right on pages past the end (a window count sees no rows there).
+            count_with_window_function=False,
+        )
+        return self.to_schema(books, total, filters=[page], schema_type=AudiobookRead)
+
+    async def book(self, audiobook_id: int) -> Audiobook:
+        """The book with its people, genres and chapters; 404 when there is none."""
+        return await self.get(audiobook_id, load=DETAIL_LOAD)
+
+    async def detail(self, audiobook_id: int) -> AudiobookDetail:
+        return self.to_schema(await self.book(audiobook_id), schema_type=AudiobookDetail)
+
+    async def chapters(self, audiobook_id: int) -> list[ChapterRead]:
+        return chapter_reads((await self.book(audiobook_id)).chapters)
+
+    async def cover_key(self, audiobook_id: int) -> str:
+        """Where the book's cover is stored; 404 when the book or its cover does not exist."""
+        book = await self.get_one_or_none(id=audiobook_id)
+        if book is None or not book.cover_key:
+            raise NotFound("This audiobook has no cover.")
+        return book.cover_key
+
+    async def _editable(self, audiobook_id: int, editor: User) -> Audiobook:
+        book = await self.book(audiobook_id)
+        ensure_owner_or_curator(editor, book.uploaded_by_id, "this audiobook")
+        return book
+
+    async def edit(self, audiobook_id: int, changes: AudiobookUpdate, editor: User) -> AudiobookDetail:
+        """Apply the fields ``changes`` gives (its uploader or a curator); people and genres by name."""
+        book = await self._editable(audiobook_id, editor)
+        fields = given_fields(changes)
+        await self.set_related(
+            book,
+            authors=fields.pop("authors", None),
+            narrators=fields.pop("narrators", None),
+            genres=fields.pop("genres", None),
+        )
+        for name, value in fields.items():
+            setattr(book, name, value)
+        await self.repository.session.flush()
+        await self.repository.session.refresh(book, attribute_names=["updated_at"])
+        return self.to_schema(book, schema_type=AudiobookDetail)
+
+    async def remove(self, audiobook_id: int, editor: User) -> None:
+        """Delete the book (its uploader or a curator); its files leave storage once the deletion commits."""
+        book = await self._editable(audiobook_id, editor)
+        # Large demo catalogs share a few recordings; those stay for the other books.
+        keys = [key for key in (book.audio_key, book.cover_key) if key and not key.startswith(SHARED_AUDIO_PREFIX)]
+        session = self.repository.session
+        await session.delete(book)
+        await session.flush()
+        if keys:
+            await defer(session, DELETE_STORED_OBJECTS, keys)
+
+    async def replace_chapters(
+        self, audiobook_id: int, chapters: Sequence[ChapterWrite], editor: User
+    ) -> list[ChapterRead]:
+        """Replace the chapter list (its uploader or a curator): ordered, non-overlapping, within the book."""
+        book = await self._editable(audiobook_id, editor)
+        validate_chapters(chapters, book.duration_seconds)
+        book.chapters.clear()
         # The unique (audiobook, number) rows must be gone before their replacements arrive.
-        await self.session.flush()
-        audiobook.chapters.extend(
+        await self.repository.session.flush()
+        book.chapters.extend(
             Chapter(
                 chapter_number=number,
                 title=chapter.title,
@@ -202,42 +342,59 @@ class Catalog:
             )
             for number, chapter in enumerate(chapters, start=1)
         )
-        await self.session.flush()
+        await self.repository.session.flush()
+        return chapter_reads(book.chapters)
 
-    async def audiobook_count(self, model: type[Author] | type[Narrator], person_id: int) -> int:
-        _, key = _link_of(model)
-        return await self.session.scalar(select(func.count()).where(key == person_id)) or 0
+    async def related(
+        self, *, authors: Sequence[str], narrators: Sequence[str], genres: Sequence[str]
+    ) -> dict[str, list[Any]]:
+        """The ``authors``, ``narrators`` and ``genres`` of a new book by name, ready to pass to its constructor."""
+        session = self.repository.session
+        return {
+            "authors": await AuthorService(session=session).by_names(authors),
+            "narrators": await NarratorService(session=session).by_names(narrators),
+            "genres": await GenreService(session=session).by_names(genres),
+        }
 
-    async def people_page(
-        self, model: type[Author] | type[Narrator], *, q: str | None, limit: int, offset: int
-    ) -> tuple[list[tuple[Author | Narrator, int]], int]:
-        """People with their audiobook counts, by name; one query for the page, one for the total."""
-        _, key = _link_of(model)
-        count = select(func.count()).where(key == model.id).correlate(model).scalar_subquery()
-        filters: list[StatementFilter] = []
-        if q:
-            filters.append(SearchFilter(field_name="name", value=q, ignore_case=True, escape_wildcards=True))
-        base = select(model, count.label("audiobooks_count"))
-        statement = base
-        total_statement = select(func.count()).select_from(model)
-        for statement_filter in filters:
-            statement = statement_filter.append_to_statement(statement, model)
-            total_statement = statement_filter.append_to_statement(total_statement, model)
-        statement = statement.order_by(func.lower(model.name), model.id).limit(limit).offset(offset)
-        rows = (await self.session.execute(statement)).all()
-        total = await self.session.scalar(total_statement) or 0
-        return [(row[0], row[1]) for row in rows], total
+    async def set_related(
+        self,
+        book: Audiobook,
+        *,
+        authors: Sequence[str] | None = None,
+        narrators: Sequence[str] | None = None,
+        genres: Sequence[str] | None = None,
+    ) -> None:
+        """Replace those of the book's people and genres that are given."""
+        session = self.repository.session
+        if authors is not None:
+            book.authors = await AuthorService(session=session).by_names(authors)
+        if narrators is not None:
+            book.narrators = await NarratorService(session=session).by_names(narrators)
+        if genres is not None:
+            book.genres = await GenreService(session=session).by_names(genres)
 
-    async def genres_with_counts(self) -> list[tuple[Genre, int]]:
-        count = select(func.count()).where(audiobook_genre.c.genre_id == Genre.id).correlate(Genre).scalar_subquery()
-        rows = (await self.session.execute(select(Genre, count).order_by(Genre.name))).all()
-        return [(row[0], row[1]) for row in rows]
-
-
-def _link_of(model: type[Author] | type[Narrator]) -> tuple[Table, Column[int]]:
-    if model is Author:
-        return audiobook_author, audiobook_author.c.author_id
-    return audiobook_narrator, audiobook_narrator.c.narrator_id
+    async def search(self, engine: SearchEngine, query: SearchQuery) -> SearchPage:
+        """The engine's page of hits, each as the book it names with the engine's highlights."""
+        with engine_errors_as_503():
+            result = await engine.search(query)
+        books = await books_by_id(self.repository.session, [hit.id for hit in result.hits])
+        items = [
+            SearchItem(
+                **msgspec.structs.asdict(self.to_schema(books[hit.id], schema_type=AudiobookRead)),
+                highlights=hit.highlights,
+            )
+            for hit in result.hits
+            # A book deleted a moment ago may still be in the index until the outbox drains.
+            if hit.id in books
+        ]
+        return SearchPage(
+            items=items,
+            total=result.total,
+            limit=query.limit,
+            offset=query.offset,
+            facets=result.facets,
+            processing_time_ms=result.processing_time_ms,
+        )
 
 
 def validate_chapters(chapters: Sequence[ChapterWrite], duration: float) -> None:
