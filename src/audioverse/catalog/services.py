@@ -11,7 +11,7 @@ import msgspec
 from advanced_alchemy.filters import ComparisonFilter, LimitOffset, OrderBy, SearchFilter, StatementFilter
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import Column, ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload, with_expression
 from sqlalchemy.orm.strategy_options import _AbstractLoad
@@ -150,7 +150,7 @@ class GenreRepository(SQLAlchemyAsyncRepository[Genre]):
 class PeopleService(SQLAlchemyAsyncRepositoryService[Person]):
     """Authors or narrators, as the subclass names: lists, profiles, edits, lookups by name."""
 
-    link: ClassVar[Any]
+    link: ClassVar[Column[Any]]
     """The association column that names the person beside each of their books."""
 
     @property
@@ -387,14 +387,9 @@ class AudiobookService(SQLAlchemyAsyncRepositoryService[Audiobook]):
             # A book deleted a moment ago may still be in the index until the outbox drains.
             if hit.id in books
         ]
-        return SearchPage(
-            items=items,
-            total=result.total,
-            limit=query.limit,
-            offset=query.offset,
-            facets=result.facets,
-            processing_time_ms=result.processing_time_ms,
-        )
+        # The engine's total, facets and timing as they are; its hits as the books, in the query's window.
+        answer = msgspec.structs.asdict(result) | {"items": items, "limit": query.limit, "offset": query.offset}
+        return msgspec.convert(answer, SearchPage)
 
 
 def validate_chapters(chapters: Sequence[ChapterWrite], duration: float) -> None:
