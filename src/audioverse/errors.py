@@ -72,12 +72,16 @@ class DomainError(Exception):
         errors: Sequence[FieldError] = (),
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        keep_writes: bool = False,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = list(errors)
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        # A refusal whose own writes must outlive it (a reused refresh token revokes its family):
+        # the request's session commits them before the error response, where any other error rolls back.
+        self.keep_writes = keep_writes
 
 
 class MalformedBody(DomainError):
