@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ from litestar import Controller, Request, Response, get, patch, post, put
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Body
 from litestar.response import Stream
@@ -50,15 +52,37 @@ def client_address(request: Request[Any, Any, Any]) -> str:
 AUTH_ERRORS = problem_responses(HTTPStatus.TOO_MANY_REQUESTS)
 
 
-async def limit_email_requests(
-    scope: str, address: str, request: Request[Any, Any, Any], auth_rate_limiter: RateLimiter
-) -> None:
-    """Requests that email an address are counted per client and per address alike."""
-    await auth_rate_limiter.hit(f"{scope}:client:{client_address(request)}", f"{scope}:account:{address.lower()}")
+def email_link_route(
+    path: str, summary: str, scope: str, send: Callable[[UserService, str, Settings], Awaitable[None]]
+) -> HTTPRouteHandler:
+    """A route that emails a link to an address: the same 202 whether or not it has an account.
 
+    Counted per client and per address alike; the email, if any, leaves after the commit.
+    """
 
-# The same 202 whether or not the address has an account; the email, if any, leaves after the commit.
-ACCEPTED = Accepted(detail=ACCEPTED_DETAIL)
+    async def email_link(
+        self: Controller,
+        data: EmailRequest,
+        request: Request[Any, Any, Any],
+        users: NamedDependency[UserService],
+        settings: NamedDependency[Settings],
+        auth_rate_limiter: NamedDependency[RateLimiter],
+    ) -> Accepted:
+        await auth_rate_limiter.hit(
+            f"{scope}:client:{client_address(request)}", f"{scope}:account:{data.email.lower()}"
+        )
+        await send(users, data.email, settings)
+        return Accepted(detail=ACCEPTED_DETAIL)
+
+    # Named after its path, as a method would be: the OpenAPI operationId is made from the name.
+    email_link.__name__ = email_link.__qualname__ = path.strip("/").replace("-", "_")
+    return post(
+        path,
+        summary=summary,
+        description="Always 202, whether or not the address has an account.",
+        status_code=HTTPStatus.ACCEPTED,
+        responses=AUTH_ERRORS,
+    )(email_link)
 
 
 class AuthController(Controller):
@@ -94,24 +118,9 @@ class AuthController(Controller):
     async def verify_email(self, data: TokenRequest, users: NamedDependency[UserService]) -> UserRead:
         return users.to_schema(await users.verify_email(data.token), schema_type=UserRead)
 
-    @post(
-        "/resend-verification",
-        summary="Send the verification email again",
-        description="Always 202, whether or not the address has an account.",
-        status_code=HTTPStatus.ACCEPTED,
-        responses=AUTH_ERRORS,
+    resend_verification = email_link_route(
+        "/resend-verification", "Send the verification email again", "resend", UserService.resend_verification
     )
-    async def resend_verification(
-        self,
-        data: EmailRequest,
-        request: Request[Any, Any, Any],
-        users: NamedDependency[UserService],
-        settings: NamedDependency[Settings],
-        auth_rate_limiter: NamedDependency[RateLimiter],
-    ) -> Accepted:
-        await limit_email_requests("resend", data.email, request, auth_rate_limiter)
-        await users.resend_verification(data.email, settings)
-        return ACCEPTED
 
     @post(
         "/login",
@@ -155,24 +164,9 @@ class AuthController(Controller):
     async def logout(self, data: RefreshRequest, users: NamedDependency[UserService]) -> None:
         await users.logout(data.refresh_token)
 
-    @post(
-        "/password-reset",
-        summary="Email a password reset link",
-        description="Always 202, whether or not the address has an account.",
-        status_code=HTTPStatus.ACCEPTED,
-        responses=AUTH_ERRORS,
+    password_reset = email_link_route(
+        "/password-reset", "Email a password reset link", "reset", UserService.request_password_reset
     )
-    async def password_reset(
-        self,
-        data: EmailRequest,
-        request: Request[Any, Any, Any],
-        users: NamedDependency[UserService],
-        settings: NamedDependency[Settings],
-        auth_rate_limiter: NamedDependency[RateLimiter],
-    ) -> Accepted:
-        await limit_email_requests("reset", data.email, request, auth_rate_limiter)
-        await users.request_password_reset(data.email, settings)
-        return ACCEPTED
 
     @post(
         "/password-reset/confirm",

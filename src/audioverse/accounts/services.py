@@ -49,6 +49,22 @@ async def email_after_commit(session: AsyncSession, email: OutgoingEmail | None)
         await defer(session, EMAIL_TASK, msgspec.to_builtins(email))
 
 
+async def mark_used(
+    session: AsyncSession, model: type[RefreshToken | EmailToken], token_id: int, now: datetime
+) -> bool:
+    """Spend a single-use token; ``False`` when it was already spent.
+
+    One guarded statement, so of two concurrent spends exactly one succeeds.
+    """
+    spent = await session.execute(
+        update(model)
+        .where(model.id == token_id, model.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(spent.rowcount == 1)  # type: ignore[attr-defined]
+
+
 class RefreshTokenRepository(SQLAlchemyAsyncRepository[RefreshToken]):
     model_type = RefreshToken
 
@@ -84,14 +100,7 @@ class RefreshTokenService(SQLAlchemyAsyncRepositoryService[RefreshToken]):
         stored = await self.get_one_or_none(RefreshToken.token_hash == token_digest(refresh_token))
         if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
             raise Unauthorized(INVALID_REFRESH)
-        # Spend the token in one guarded statement so two concurrent refreshes cannot both succeed.
-        spent = await self.repository.session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.id == stored.id, RefreshToken.used_at.is_(None))
-            .values(used_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if spent.rowcount != 1:  # type: ignore[attr-defined]
+        if not await mark_used(self.repository.session, RefreshToken, stored.id, now):
             await self.revoke(RefreshToken.family_id == stored.family_id)
             # The revocation must outlive this 401, which would otherwise roll the request back.
             raise Unauthorized(INVALID_REFRESH, keep_writes=True)
@@ -142,13 +151,7 @@ class EmailTokenService(SQLAlchemyAsyncRepositoryService[EmailToken]):
         )
         if stored is None or stored.expires_at <= now:
             raise invalid
-        spent = await self.repository.session.execute(
-            update(EmailToken)
-            .where(EmailToken.id == stored.id, EmailToken.used_at.is_(None))
-            .values(used_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if spent.rowcount != 1:  # type: ignore[attr-defined]
+        if not await mark_used(self.repository.session, EmailToken, stored.id, now):
             raise invalid
         return stored
 

@@ -74,7 +74,8 @@ class ReviewService(SQLAlchemyAsyncRepositoryService[Review]):
 
     @property
     def session(self) -> AsyncSession:
-        return self.repository.session
+        session: AsyncSession = self.repository.session
+        return session
 
     async def _book_exists(self, audiobook_id: int) -> None:
         if await self.session.get(Audiobook, audiobook_id) is None:

@@ -44,7 +44,8 @@ class StatsService(SQLAlchemyAsyncRepositoryService[ListeningLedger]):
 
     @property
     def session(self) -> AsyncSession:
-        return self.repository.session
+        session: AsyncSession = self.repository.session
+        return session
 
     async def _count(self, *where: ColumnElement[bool]) -> int:
         return await self.session.scalar(select(func.count()).where(*where)) or 0
