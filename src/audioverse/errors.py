@@ -237,7 +237,18 @@ def _from_unexpected(exc: Exception) -> ProblemDetailsException:
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred; it has been logged.")
 
 
+def _from_group(exc: ExceptionGroup[Exception]) -> ProblemDetailsException:
+    # Litestar runs the cleanup of several generator dependencies (a service provider beside the
+    # committing db_session) in a task group, so a commit that fails there arrives wrapped in a group.
+    if len(exc.exceptions) == 1:
+        inner = exc.exceptions[0]
+        handler = next(EXCEPTION_MAP[kind] for kind in type(inner).__mro__ if kind in EXCEPTION_MAP)
+        return handler(inner)
+    return _from_unexpected(exc)
+
+
 EXCEPTION_MAP: Mapping[type[Any], Callable[[Any], ProblemDetailsException]] = {
+    ExceptionGroup: _from_group,
     DomainError: _from_domain,
     HTTPException: _from_http,
     NotFoundError: _from_not_found,
