@@ -92,7 +92,7 @@ class ReviewService(SQLAlchemyAsyncRepositoryService[Review]):
         conditions = [Review.audiobook_id == audiobook_id, Review.status == ReviewStatus.VISIBLE]
         if rating is not None:
             conditions.append(Review.rating == rating)
-        items, total = await self.list_and_count(*conditions, page, order_by=[*ORDERINGS[sort], Review.id.desc()])
+        items, total = await self.get_many_and_count(*conditions, page, order_by=[*ORDERINGS[sort], Review.id.desc()])
         return self.to_schema(items, total, filters=[page], schema_type=ReviewRead)
 
     async def find(self, review_id: int, *, include_hidden: bool = False) -> Review:
