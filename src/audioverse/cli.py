@@ -16,14 +16,12 @@ from taskiq.cli.scheduler.run import run_scheduler
 from taskiq.cli.worker.args import WorkerArgs
 from taskiq.cli.worker.run import run_worker
 
-from audioverse.accounts.auth import build_jwt_auth
-from audioverse.accounts.services import Accounts
+from audioverse.accounts.services import UserService
 from audioverse.catalog.indexing import build_search_engine, claim_reindex, reindex, search_store_for
 from audioverse.catalog.seed import DEMO_PASSWORD, DEMO_USERS, DemoSeeder
 from audioverse.config import Settings
 from audioverse.db import migrate_to_head, sqlalchemy_config
 from audioverse.errors import DomainError
-from audioverse.signing import resolve_secret_key
 from audioverse.storage import build_storage
 from search import SearchEngineError
 
@@ -62,12 +60,11 @@ def create_admin_command(email: str, username: str, password: str) -> None:
     """Create a verified admin account (the first account of a fresh deployment)."""
     settings = Settings.from_env()
     database = sqlalchemy_config(settings)
-    jwt_auth = build_jwt_auth(resolve_secret_key(settings), settings.access_token_minutes)
 
     async def create() -> int:
         await migrate_to_head(database)
         async with database.get_session() as session:
-            user = await Accounts(session, settings, jwt_auth).create_admin(email, username, password)
+            user = await UserService(session=session).create_admin(email, username, password, settings)
             await session.commit()
             user_id: int = user.id
         await database.get_engine().dispose()

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import sessionmaker
 
 from audioverse.config import Settings
+from audioverse.errors import DomainError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 VERSION_TABLE = "alembic_version"
@@ -65,9 +66,14 @@ async def provide_db_session(db_plugin_session: NamedDependency[AsyncSession]) -
     raises there and becomes the error response (an ``IntegrityError`` a 409), where advanced-alchemy's
     autocommit ``before_send`` handler would log it and send the handler's success. A handler that
     raises is not committed; the plugin's default ``before_send`` handler closes the session, which
-    rolls back whatever is left.
+    rolls back whatever is left, unless it is a ``DomainError(keep_writes=True)``.
     """
-    yield db_plugin_session
+    try:
+        yield db_plugin_session
+    except DomainError as exc:
+        if exc.keep_writes:
+            await db_plugin_session.commit()
+        raise
     await db_plugin_session.commit()
 
 

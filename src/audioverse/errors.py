@@ -72,12 +72,16 @@ class DomainError(Exception):
         errors: Sequence[FieldError] = (),
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        keep_writes: bool = False,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = list(errors)
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        # A refusal whose own writes must outlive it (a reused refresh token revokes its family):
+        # the request's session commits them before the error response, where any other error rolls back.
+        self.keep_writes = keep_writes
 
 
 class MalformedBody(DomainError):
@@ -233,7 +237,18 @@ def _from_unexpected(exc: Exception) -> ProblemDetailsException:
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred; it has been logged.")
 
 
+def _from_group(exc: ExceptionGroup[Exception]) -> ProblemDetailsException:
+    # Litestar runs the cleanup of several generator dependencies (a service provider beside the
+    # committing db_session) in a task group, so a commit that fails there arrives wrapped in a group.
+    if len(exc.exceptions) == 1:
+        inner = exc.exceptions[0]
+        handler = next(EXCEPTION_MAP[kind] for kind in type(inner).__mro__ if kind in EXCEPTION_MAP)
+        return handler(inner)
+    return _from_unexpected(exc)
+
+
 EXCEPTION_MAP: Mapping[type[Any], Callable[[Any], ProblemDetailsException]] = {
+    ExceptionGroup: _from_group,
     DomainError: _from_domain,
     HTTPException: _from_http,
     NotFoundError: _from_not_found,

@@ -8,7 +8,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from audioverse.accounts.services import Accounts
+from audioverse.accounts.services import UserService
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
 from tests.accounts.test_auth_flow import login, register
@@ -20,9 +20,7 @@ async def admin_tokens(client: AsyncTestClient[Litestar], settings: Settings) ->
     identity = Identity.new()
     database = sqlalchemy_config(settings)
     async with database.get_session() as session:
-        await Accounts(session, settings, client.app.state.jwt_auth).create_admin(
-            identity.email, identity.username, identity.password
-        )
+        await UserService(session=session).create_admin(identity.email, identity.username, identity.password, settings)
         await session.commit()
     await database.get_engine().dispose()
     return await login(client, identity.username, identity.password)

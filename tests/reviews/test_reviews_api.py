@@ -168,6 +168,23 @@ async def test_sorts(
     assert (await client.get(f"/api/audiobooks/{book_id}/reviews/", params={"sort": "helpful"})).status_code == 422
 
 
+async def test_pages_of_reviews_count_every_visible_review(
+    client: Client, make_book: MakeBook, uploader: Tokens, other_listener: Tokens, curator: Tokens
+) -> None:
+    book_id = await make_book(title="Paged")
+    written = [await review(client, tokens, book_id, 4) for tokens in (uploader, other_listener, curator)]
+    url = f"/api/audiobooks/{book_id}/reviews/"
+    pages = [(await client.get(url, params={"limit": 2, "offset": offset})).json() for offset in (0, 2)]
+    assert [(page["total"], page["limit"], page["offset"], len(page["items"])) for page in pages] == [
+        (3, 2, 0, 2),
+        (3, 2, 2, 1),
+    ]
+    assert sorted(item["id"] for page in pages for item in page["items"]) == sorted(r["id"] for r in written)
+    # Past the last review the page is empty and the total still counts them all.
+    beyond = (await client.get(url, params={"limit": 2, "offset": 10})).json()
+    assert (beyond["items"], beyond["total"]) == ([], 3)
+
+
 async def test_hidden_reviews_are_not_listed_or_counted(
     client: Client, make_book: MakeBook, uploader: Tokens, other_listener: Tokens, curator: Tokens
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarSQLAlchemyConfig
@@ -18,6 +18,7 @@ from audioverse.errors import Forbidden
 # Routes anyone may call; everything else needs a bearer token.
 PUBLIC_PATHS = ["/api/health", "/api/ready", "/api/docs", "/api/schema"]
 PUBLIC = {"exclude_from_auth": True}
+TOKEN_ALGORITHM = "HS256"  # noqa: S105 - an algorithm name, not a secret
 
 
 def build_jwt_auth(secret_key: str, access_minutes: int) -> JWTAuth[User]:
@@ -30,11 +31,22 @@ def build_jwt_auth(secret_key: str, access_minutes: int) -> JWTAuth[User]:
     return JWTAuth[User](
         retrieve_user_handler=retrieve_user,
         token_secret=secret_key,
+        algorithm=TOKEN_ALGORITHM,
         default_token_expiration=timedelta(minutes=access_minutes),
         exclude=PUBLIC_PATHS,
         require_claims=["exp", "iat", "sub"],
         description="Access token from POST /api/auth/login/ (expires after a few minutes; refresh it).",
     )
+
+
+def access_token(secret_key: str, access_minutes: int, user: User) -> str:
+    """A bearer token for ``user`` that :func:`build_jwt_auth`'s backend accepts (it carries the role)."""
+    token = Token(
+        sub=str(user.id),
+        exp=datetime.now(UTC) + timedelta(minutes=access_minutes),
+        extras={"role": user.role.value},
+    )
+    return token.encode(secret=secret_key, algorithm=TOKEN_ALGORITHM)
 
 
 async def user_for_token(token: Token, session: AsyncSession) -> User | None:

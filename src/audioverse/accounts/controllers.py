@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import secrets
-import tempfile
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from pathlib import Path
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, Response, get, patch, post, put
-from litestar.datastructures import State, UploadFile
-from litestar.di import Provide
+from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Body
 from litestar.response import Stream
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.auth import PUBLIC, requires_admin
+from audioverse.accounts.deps import USERS_DEPENDENCY
 from audioverse.accounts.models import User
 from audioverse.accounts.schemas import (
     Accepted,
@@ -35,53 +32,17 @@ from audioverse.accounts.schemas import (
     TokenRequest,
     UserRead,
 )
-from audioverse.accounts.services import Accounts
+from audioverse.accounts.services import UserService
 from audioverse.config import Settings
-from audioverse.errors import NotFound, problem_responses
-from audioverse.jobs import defer
-from audioverse.mail import OutgoingEmail
+from audioverse.errors import problem_responses
 from audioverse.openapi import ImageOperation, file_field, form_operation
 from audioverse.ratelimit import RateLimiter
-from audioverse.storage import DELETE_TASK as DELETE_STORED_OBJECTS
-from audioverse.storage import ObjectNotFound, Storage
+from audioverse.storage import Storage
 from audioverse.types import Id
-from audioverse.uploads import IMAGE_TYPES, identify_image_async, required_file, save_upload
+from audioverse.uploads import IMAGE_TYPES, required_file
 
 PICTURE_BODY_LIMIT_BYTES = 10_000_000
 ACCEPTED_DETAIL = "If an account matches, an email is on its way."
-
-
-def provide_accounts(db_session: AsyncSession, settings: Settings, state: State) -> Accounts:
-    return Accounts(session=db_session, settings=settings, jwt_auth=state.jwt_auth)
-
-
-def user_read(user: User) -> UserRead:
-    picture = None
-    if user.profile_picture_key:
-        # The key changes with every upload, so clients and caches never show a stale picture.
-        version = user.profile_picture_key.rsplit("/", 1)[-1].split(".")[0]
-        picture = f"/api/users/{user.id}/picture/?v={version}"
-    return UserRead(
-        id=user.id,
-        email=user.email,
-        username=user.username,
-        bio=user.bio,
-        profile_picture_url=picture,
-        default_playback_speed=user.default_playback_speed,
-        role=user.role,
-        is_verified=user.is_verified,
-        created_at=user.created_at,
-        updated_at=user.updated_at,
-    )
-
-
-EMAIL_TASK = "email.send"
-
-
-async def send_after_commit(session: AsyncSession, email: OutgoingEmail | None) -> None:
-    """The email leaves once ``session``'s transaction has committed, and never if it does not."""
-    if email is not None:
-        await defer(session, EMAIL_TASK, msgspec.to_builtins(email))
 
 
 def client_address(request: Request[Any, Any, Any]) -> str:
@@ -91,25 +52,44 @@ def client_address(request: Request[Any, Any, Any]) -> str:
 AUTH_ERRORS = problem_responses(HTTPStatus.TOO_MANY_REQUESTS)
 
 
-async def accept_email_request(
-    scope: str,
-    address: str,
-    request: Request[Any, Any, Any],
-    auth_rate_limiter: RateLimiter,
-    accounts: Accounts,
-    email_for: Callable[[str], Awaitable[OutgoingEmail | None]],
-) -> Response[Accepted]:
-    """The same 202 whether or not ``address`` has an account; the email, if any, leaves after the commit."""
-    await auth_rate_limiter.hit(f"{scope}:client:{client_address(request)}", f"{scope}:account:{address.lower()}")
-    await send_after_commit(accounts.session, await email_for(address))
-    return Response(Accepted(detail=ACCEPTED_DETAIL), status_code=HTTPStatus.ACCEPTED)
+def email_link_route(
+    path: str, summary: str, scope: str, send: Callable[[UserService, str, Settings], Awaitable[None]]
+) -> HTTPRouteHandler:
+    """A route that emails a link to an address: the same 202 whether or not it has an account.
+
+    Counted per client and per address alike; the email, if any, leaves after the commit.
+    """
+
+    async def email_link(
+        self: Controller,
+        data: EmailRequest,
+        request: Request[Any, Any, Any],
+        users: NamedDependency[UserService],
+        settings: NamedDependency[Settings],
+        auth_rate_limiter: NamedDependency[RateLimiter],
+    ) -> Accepted:
+        await auth_rate_limiter.hit(
+            f"{scope}:client:{client_address(request)}", f"{scope}:account:{data.email.lower()}"
+        )
+        await send(users, data.email, settings)
+        return Accepted(detail=ACCEPTED_DETAIL)
+
+    # Named after its path, as a method would be: the OpenAPI operationId is made from the name.
+    email_link.__name__ = email_link.__qualname__ = path.strip("/").replace("-", "_")
+    return post(
+        path,
+        summary=summary,
+        description="Always 202, whether or not the address has an account.",
+        status_code=HTTPStatus.ACCEPTED,
+        responses=AUTH_ERRORS,
+    )(email_link)
 
 
 class AuthController(Controller):
     path = "/api/auth"
     tags = ["accounts"]
     opt = PUBLIC
-    dependencies = {"accounts": Provide(provide_accounts, sync_to_thread=False)}
+    dependencies = USERS_DEPENDENCY
 
     @post(
         "/register",
@@ -121,13 +101,13 @@ class AuthController(Controller):
         self,
         data: RegisterRequest,
         request: Request[Any, Any, Any],
-        accounts: Accounts,
-        auth_rate_limiter: RateLimiter,
+        users: NamedDependency[UserService],
+        settings: NamedDependency[Settings],
+        auth_rate_limiter: NamedDependency[RateLimiter],
     ) -> Response[UserRead]:
         await auth_rate_limiter.hit(f"register:client:{client_address(request)}")
-        user, email = await accounts.register(data.email, data.username, data.password)
-        await send_after_commit(accounts.session, email)
-        return Response(user_read(user), status_code=HTTPStatus.CREATED)
+        user = await users.register(data.email, data.username, data.password, settings)
+        return Response(users.to_schema(user, schema_type=UserRead), status_code=HTTPStatus.CREATED)
 
     @post(
         "/verify-email",
@@ -135,26 +115,12 @@ class AuthController(Controller):
         status_code=HTTPStatus.OK,
         responses=problem_responses(HTTPStatus.UNPROCESSABLE_ENTITY),
     )
-    async def verify_email(self, data: TokenRequest, accounts: Accounts) -> UserRead:
-        return user_read(await accounts.verify_email(data.token))
+    async def verify_email(self, data: TokenRequest, users: NamedDependency[UserService]) -> UserRead:
+        return users.to_schema(await users.verify_email(data.token), schema_type=UserRead)
 
-    @post(
-        "/resend-verification",
-        summary="Send the verification email again",
-        description="Always 202, whether or not the address has an account.",
-        status_code=HTTPStatus.ACCEPTED,
-        responses=AUTH_ERRORS,
+    resend_verification = email_link_route(
+        "/resend-verification", "Send the verification email again", "resend", UserService.resend_verification
     )
-    async def resend_verification(
-        self,
-        data: EmailRequest,
-        request: Request[Any, Any, Any],
-        accounts: Accounts,
-        auth_rate_limiter: RateLimiter,
-    ) -> Response[Accepted]:
-        return await accept_email_request(
-            "resend", data.email, request, auth_rate_limiter, accounts, accounts.resend_verification
-        )
 
     @post(
         "/login",
@@ -167,15 +133,16 @@ class AuthController(Controller):
         self,
         data: LoginRequest,
         request: Request[Any, Any, Any],
-        accounts: Accounts,
-        auth_rate_limiter: RateLimiter,
+        users: NamedDependency[UserService],
+        settings: NamedDependency[Settings],
+        secret_key: NamedDependency[str],
+        auth_rate_limiter: NamedDependency[RateLimiter],
     ) -> TokenPair:
         await auth_rate_limiter.hit(
             f"login:client:{client_address(request)}",
             f"login:account:{data.username_or_email.strip().lower()}",
         )
-        user = await accounts.authenticate(data.username_or_email, data.password)
-        return await accounts.issue_tokens(user)
+        return await users.login(data.username_or_email, data.password, settings, secret_key)
 
     @post(
         "/refresh",
@@ -184,30 +151,22 @@ class AuthController(Controller):
         status_code=HTTPStatus.OK,
         responses=problem_responses(HTTPStatus.UNAUTHORIZED),
     )
-    async def refresh(self, data: RefreshRequest, accounts: Accounts) -> TokenPair:
-        return await accounts.refresh(data.refresh_token)
+    async def refresh(
+        self,
+        data: RefreshRequest,
+        users: NamedDependency[UserService],
+        settings: NamedDependency[Settings],
+        secret_key: NamedDependency[str],
+    ) -> TokenPair:
+        return await users.refresh(data.refresh_token, settings, secret_key)
 
     @post("/logout", summary="Revoke this session's refresh family", status_code=HTTPStatus.NO_CONTENT)
-    async def logout(self, data: RefreshRequest, accounts: Accounts) -> None:
-        await accounts.logout(data.refresh_token)
+    async def logout(self, data: RefreshRequest, users: NamedDependency[UserService]) -> None:
+        await users.logout(data.refresh_token)
 
-    @post(
-        "/password-reset",
-        summary="Email a password reset link",
-        description="Always 202, whether or not the address has an account.",
-        status_code=HTTPStatus.ACCEPTED,
-        responses=AUTH_ERRORS,
+    password_reset = email_link_route(
+        "/password-reset", "Email a password reset link", "reset", UserService.request_password_reset
     )
-    async def password_reset(
-        self,
-        data: EmailRequest,
-        request: Request[Any, Any, Any],
-        accounts: Accounts,
-        auth_rate_limiter: RateLimiter,
-    ) -> Response[Accepted]:
-        return await accept_email_request(
-            "reset", data.email, request, auth_rate_limiter, accounts, accounts.password_reset_email
-        )
 
     @post(
         "/password-reset/confirm",
@@ -216,18 +175,20 @@ class AuthController(Controller):
         status_code=HTTPStatus.NO_CONTENT,
         responses=problem_responses(HTTPStatus.UNPROCESSABLE_ENTITY),
     )
-    async def password_reset_confirm(self, data: PasswordResetConfirm, accounts: Accounts) -> None:
-        await accounts.reset_password(data.token, data.new_password)
+    async def password_reset_confirm(
+        self, data: PasswordResetConfirm, users: NamedDependency[UserService], settings: NamedDependency[Settings]
+    ) -> None:
+        await users.reset_password(data.token, data.new_password, settings)
 
 
 class ProfileController(Controller):
     path = "/api/users"
     tags = ["accounts"]
-    dependencies = {"accounts": Provide(provide_accounts, sync_to_thread=False)}
+    dependencies = USERS_DEPENDENCY
 
     @get("/me", summary="The caller's profile")
-    async def me(self, request: Request[User, Any, Any]) -> UserRead:
-        return user_read(request.user)
+    async def me(self, request: Request[User, Any, Any], users: NamedDependency[UserService]) -> UserRead:
+        return users.to_schema(request.user, schema_type=UserRead)
 
     @put(
         "/me",
@@ -239,30 +200,24 @@ class ProfileController(Controller):
         self,
         data: ProfileReplace,
         request: Request[User, Any, Any],
-        accounts: Accounts,
+        users: NamedDependency[UserService],
+        settings: NamedDependency[Settings],
     ) -> UserRead:
-        email = await accounts.update_profile(
-            request.user,
-            email=data.email,
-            username=data.username,
-            bio=data.bio,
-            default_playback_speed=data.default_playback_speed,
-        )
-        await send_after_commit(accounts.session, email)
-        return user_read(request.user)
+        return users.to_schema(await users.update_profile(request.user, data, settings), schema_type=UserRead)
 
     @patch(
         "/me",
         summary="Change some of the caller's profile fields",
         responses=problem_responses(HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY),
     )
-    async def update(self, data: ProfilePatch, request: Request[User, Any, Any], accounts: Accounts) -> UserRead:
-        fields = {
-            name: None if value is msgspec.UNSET else value for name, value in msgspec.structs.asdict(data).items()
-        }
-        email = await accounts.update_profile(request.user, **fields)
-        await send_after_commit(accounts.session, email)
-        return user_read(request.user)
+    async def update(
+        self,
+        data: ProfilePatch,
+        request: Request[User, Any, Any],
+        users: NamedDependency[UserService],
+        settings: NamedDependency[Settings],
+    ) -> UserRead:
+        return users.to_schema(await users.update_profile(request.user, data, settings), schema_type=UserRead)
 
     @put(
         "/me/picture",
@@ -283,25 +238,13 @@ class ProfileController(Controller):
         self,
         data: Annotated[dict[str, UploadFile], Body(media_type=RequestEncodingType.MULTI_PART)],
         request: Request[User, Any, Any],
-        storage: Storage,
-        settings: Settings,
-        db_session: AsyncSession,
+        users: NamedDependency[UserService],
+        storage: NamedDependency[Storage],
+        settings: NamedDependency[Settings],
     ) -> UserRead:
         upload = required_file(data.get("picture"), "picture", "image")
-        user = request.user
-        with tempfile.TemporaryDirectory() as scratch:
-            path = Path(scratch) / "picture"
-            await save_upload(upload, path, settings.max_picture_bytes, "picture")
-            extension, content_type = await identify_image_async(path, "picture")
-            key = f"users/{user.id}/picture-{secrets.token_hex(8)}.{extension}"
-            await storage.put_file(key, path, content_type)
-        previous = user.profile_picture_key
-        user.profile_picture_key = key
-        await db_session.flush()
-        if previous:
-            # The old picture goes once the new key has committed; were the commit to fail, the row keeps it.
-            await defer(db_session, DELETE_STORED_OBJECTS, [previous])
-        return user_read(user)
+        user = await users.replace_picture(request.user, upload, storage, settings)
+        return users.to_schema(user, schema_type=UserRead)
 
     @get(
         "/{user_id:int}/picture",
@@ -310,20 +253,15 @@ class ProfileController(Controller):
         operation_class=ImageOperation,
         responses=problem_responses(HTTPStatus.NOT_FOUND),
     )
-    async def picture(self, user_id: Id, db_session: AsyncSession, storage: Storage) -> Stream:
-        user = await db_session.get(User, user_id)
-        if user is None or not user.profile_picture_key:
-            raise NotFound("This user has no profile picture.")
-        key = user.profile_picture_key
-        try:
-            info = await storage.stat(key)
-        except ObjectNotFound as exc:
-            raise NotFound("This user has no profile picture.") from exc
+    async def picture(
+        self, user_id: Id, users: NamedDependency[UserService], storage: NamedDependency[Storage]
+    ) -> Stream:
+        stored = await users.picture(user_id, storage)
         return Stream(
-            storage.read_range(key),
-            media_type=IMAGE_TYPES[key.rsplit(".", 1)[-1]],
+            storage.read_range(stored.key),
+            media_type=IMAGE_TYPES[stored.key.rsplit(".", 1)[-1]],
             headers={
-                "Content-Length": str(info.size),
+                "Content-Length": str(stored.size),
                 "Cache-Control": "public, max-age=31536000, immutable",
             },
         )
@@ -333,12 +271,12 @@ class AdminUsersController(Controller):
     path = "/api/admin/users"
     tags = ["admin"]
     guards = [requires_admin]
-    dependencies = {"accounts": Provide(provide_accounts, sync_to_thread=False)}
+    dependencies = USERS_DEPENDENCY
 
     @put(
         "/{user_id:int}/role",
         summary="Change a user's role (admin)",
         responses=problem_responses(HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND),
     )
-    async def change_role(self, user_id: Id, data: RoleChange, accounts: Accounts) -> UserRead:
-        return user_read(await accounts.change_role(user_id, data.role))
+    async def change_role(self, user_id: Id, data: RoleChange, users: NamedDependency[UserService]) -> UserRead:
+        return users.to_schema(await users.change_role(user_id, data.role), schema_type=UserRead)

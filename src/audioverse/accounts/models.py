@@ -66,6 +66,14 @@ class User(Base):
     def is_curator(self) -> bool:
         return self.role in {Role.CURATOR, Role.ADMIN}
 
+    @property
+    def profile_picture_url(self) -> str | None:
+        """Where the picture is served; the key changes with every upload, so the URL never serves a stale one."""
+        if not self.profile_picture_key:
+            return None
+        version = self.profile_picture_key.rsplit("/", 1)[-1].split(".")[0]
+        return f"/api/users/{self.id}/picture/?v={version}"
+
 
 class RefreshToken(Base):
     __tablename__ = "refresh_token"

@@ -44,6 +44,11 @@ class Review(Base):
 
     author: Mapped[User] = relationship(foreign_keys=[user_id], lazy="raise")
 
+    @property
+    def username(self) -> str:
+        """The author's name, as every review is shown (the author must be loaded with the review)."""
+        return self.author.username
+
 
 class HelpfulVote(Base):
     __tablename__ = "helpful_vote"

@@ -40,10 +40,3 @@ class ReviewRead(msgspec.Struct):
     status: ReviewStatus
     created_at: datetime
     updated_at: datetime
-
-
-class ReviewPage(msgspec.Struct):
-    items: list[ReviewRead]
-    total: int
-    limit: int
-    offset: int

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Controller, Request, get
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.di import NamedDependency
 
 from audioverse.accounts.models import User
 from audioverse.accounts.schemas import UserStats
-from audioverse.stats.services import user_stats
+from audioverse.stats.deps import STATS_DEPENDENCY
+from audioverse.stats.services import StatsService
 
 
 class UserStatsController(Controller):
     path = "/api/users"
     tags = ["accounts"]
+    dependencies = STATS_DEPENDENCY
 
     @get(
         "/me/stats",
@@ -23,5 +24,5 @@ class UserStatsController(Controller):
         description="Listening time counts forward playback only, at most wall-clock time times speed: seeking "
         "forward adds nothing. `listening_by_day` covers the last 30 UTC days, oldest first.",
     )
-    async def stats(self, request: Request[User, Any, Any], db_session: AsyncSession) -> UserStats:
-        return msgspec.convert(await user_stats(db_session, request.user.id), UserStats)
+    async def stats(self, request: Request[User, Any, Any], stats: NamedDependency[StatsService]) -> UserStats:
+        return await stats.for_user(request.user.id)
