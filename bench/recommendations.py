@@ -114,25 +114,29 @@ def make_catalog(n_books: int, n_tastes: int, n_genres: int, rng: np.random.Gene
 
 
 def make_events(catalog: Catalog, n_users: int, n_events: int, rng: np.random.Generator) -> Events:
-    """About ``n_events`` ledger rows: books per listener drawn from their tastes, days per book."""
+    """About ``n_events`` ledger rows (one per listener and book): books drawn from the listener's tastes."""
     n_books = len(catalog.taste_of_book)
     global_pop = 1.0 / np.arange(1, n_books + 1) ** 1.0
-    global_pop = rng.permutation(global_pop / global_pop.sum())
-    books_per_user = np.maximum(3, rng.lognormal(np.log(max(3.0, n_events / n_users / 3)), 0.6, n_users)).astype(int)
+    global_cdf = np.cumsum(rng.permutation(global_pop / global_pop.sum()))
+    taste_cdfs = [np.cumsum(weights) for weights in catalog.zipf]
+    books_per_user = np.maximum(3, rng.lognormal(np.log(max(3.0, n_events / n_users)), 0.6, n_users)).astype(int)
     out: dict[str, list[np.ndarray]] = {k: [] for k in Events.__dataclass_fields__}
     n_tastes = len(catalog.books_of_taste)
+
+    def draw(cdf: np.ndarray, count: int) -> np.ndarray:
+        return np.minimum(np.searchsorted(cdf, rng.random(count) * cdf[-1]), len(cdf) - 1)
+
     for user in range(n_users):
         tastes = rng.choice(n_tastes, int(rng.integers(2, 4)), replace=False)
         count = min(books_per_user[user], n_books // 2)
-        picks: list[int] = []
-        for _ in range(count):
-            if rng.random() < 0.2:
-                picks.append(int(rng.choice(n_books, p=global_pop)))
-            else:
-                taste = tastes[int(rng.integers(len(tastes)))]
-                members = catalog.books_of_taste[taste]
-                picks.append(int(members[rng.choice(len(members), p=catalog.zipf[taste])]))
-        books = np.unique(np.asarray(picks))
+        noise = int(rng.binomial(count, 0.2))
+        per_taste = rng.multinomial(count - noise, np.full(len(tastes), 1 / len(tastes)))
+        picks = [draw(global_cdf, noise)]
+        for taste, taken in zip(tastes, per_taste, strict=True):
+            members = catalog.books_of_taste[taste]
+            if len(members):
+                picks.append(members[draw(taste_cdfs[taste], int(taken))])
+        books = np.unique(np.concatenate(picks))
         books = rng.permutation(books)
         on_taste = np.isin(catalog.taste_of_book[books], tastes)
         start = rng.integers(0, 300)
@@ -244,7 +248,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--books", type=int, default=5000)
     parser.add_argument("--users", type=int, default=4000)
-    parser.add_argument("--events", type=int, default=120_000, help="ledger rows, roughly")
+    parser.add_argument("--events", type=int, default=40_000, help="ledger rows (listener x book), roughly")
     parser.add_argument("--tastes", type=int, default=60)
     parser.add_argument("--genres", type=int, default=20)
     parser.add_argument("--holdout", type=int, default=2)

@@ -235,3 +235,46 @@ async def test_curator_routes_are_for_curators(client: Client, settings: Setting
     assert (await client.post("/api/admin/recommendations/rebuild/", headers=bearer(listener))).status_code == 403
     assert (await client.get("/api/admin/recommendations/status/", headers=bearer(listener))).status_code == 403
     assert (await client.get("/api/audiobooks/987654321/similar/")).status_code == 404
+
+
+async def test_a_book_removed_from_the_library_is_never_recommended(
+    client: Client, settings: Settings, make_book: MakeBook, curator: Tokens, tag: str
+) -> None:
+    first, removed = await distinct_books(make_book, tag, 2)
+    for member in await listeners(client, settings, 3):
+        await listen(settings, member["user_id"], first)
+        await listen(settings, member["user_id"], removed)
+    (me,) = await listeners(client, settings, 1)
+    await listen(settings, me["user_id"], first)
+    await rebuild(client, curator)
+    assert removed in ids(await shelf(client, "/api/audiobooks/recommended/", me), "listened_with")
+    assert (await client.post(f"/api/library/{removed}/", headers=bearer(me))).status_code == 201
+    assert (await client.delete(f"/api/library/{removed}/", headers=bearer(me))).status_code == 204
+    assert removed not in ids(await shelf(client, "/api/audiobooks/recommended/", me))
+    await rebuild(client, curator)
+    assert removed not in ids(await shelf(client, "/api/audiobooks/recommended/", me))
+    assert removed not in ids(await shelf(client, f"/api/audiobooks/{first}/similar/", me))
+
+
+async def test_a_listeners_list_is_refreshed_soon_after_their_listening_changes(
+    client: Client, settings: Settings, make_book: MakeBook, curator: Tokens, tag: str
+) -> None:
+    first, second, third, fourth = await distinct_books(make_book, tag, 4)
+    for member in await listeners(client, settings, 3):
+        for book in (first, second, third, fourth):
+            await listen(settings, member["user_id"], book, days_ago=3)
+    (me,) = await listeners(client, settings, 1)
+    await listen(settings, me["user_id"], first, days_ago=2)
+    await rebuild(client, curator)
+    before = await shelf(client, "/api/audiobooks/recommended/", me)
+    assert third in ids(before, "listened_with")
+    await listen(settings, me["user_id"], third, days_ago=0)
+    # The next read leaves the finished book out at once and asks the worker for a fresh list.
+    page = await shelf(client, "/api/audiobooks/recommended/", me)
+    assert third not in ids(page)
+    with anyio.fail_after(REBUILD_SECONDS):
+        while page["generated_at"] == before["generated_at"]:
+            await anyio.sleep(0.2)
+            page = await shelf(client, "/api/audiobooks/recommended/", me)
+    assert third not in ids(page)
+    assert {second, fourth} <= set(ids(page, "listened_with"))

@@ -39,6 +39,7 @@ from audioverse.errors import Conflict, NotFound
 from audioverse.jobs import TaskQueue, defer
 from audioverse.listening.models import LibraryEntry, ListeningLedger, ListeningProgress
 from audioverse.recommendations import model
+from audioverse.recommendations.models import RecommendationDismissal
 from audioverse.recommendations.schemas import (
     ModelVersion,
     Pick,
@@ -454,6 +455,12 @@ class Shelves:
             )
         ):
             note(book, model.LIBRARY_WEIGHT + (model.FAVOURITE_WEIGHT if favourite else 0.0), at)
+        for book, at in await self.session.execute(
+            select(RecommendationDismissal.audiobook_id, RecommendationDismissal.created_at).where(
+                RecommendationDismissal.user_id == user_id
+            )
+        ):
+            note(book, 0.0, at)
         return history
 
     async def neighbours(self, book_id: int) -> list[Pick]:
