@@ -332,13 +332,12 @@ class Recommendation:
     collaborative: bool
 
 
-def _row(matrix: sparse.csr_matrix | None, r: int) -> tuple[IntArray, FloatArray]:
-    if matrix is None:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    start, end = matrix.indptr[r], matrix.indptr[r + 1]
-    values = np.maximum(matrix.data[start:end], 0.0)
-    top = values.max() if len(values) else 0.0
-    return matrix.indices[start:end].astype(np.int64), (values / top if top > 0 else values)
+def _positive_scaled(scores: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Negative scores dropped (a dislike's pull), then each row scaled to a largest value of 1."""
+    scores = sparse.csr_matrix(scores)
+    scores.data = np.maximum(scores.data, 0.0)
+    scores.eliminate_zeros()
+    return _row_scaled(scores)
 
 
 def recommend_for_rows(
@@ -353,60 +352,95 @@ def recommend_for_rows(
 ) -> list[list[Recommendation]]:
     """Top ``n`` for each user row: the blend of CF, content and popularity, the user's own books left out.
 
-    Only the books some signal reaches are scored (neighbours of the history, and the most popular
-    ones), so a user costs their neighbourhood, not the catalog.
+    Scored as sparse matrices a block of users at a time: only the books some signal reaches (the
+    neighbours of the history, and the most popular books) are ever touched.
     """
-    matrix = interactions.matrix
-    dislikes = interactions.dislikes
-    top_popular = popular.max() if popular.size else 0.0
+    matrix, dislikes = interactions.matrix, interactions.dislikes
+    n_books = matrix.shape[1]
+    top_popular = float(popular.max()) if popular.size else 0.0
     popular_scaled = popular / top_popular if top_popular > 0 else popular.astype(np.float64)
     w_cf, w_content, w_popular = weights
     prior = np.argsort(-popular_scaled, kind="stable")[: n + 200] if w_popular else np.zeros(0, dtype=np.int64)
     results: list[list[Recommendation]] = []
     for start in range(0, len(user_rows), 512):
         rows = np.asarray(user_rows[start : start + 512], dtype=np.int64)
-        history = matrix[rows]
-        disliked = dislikes[rows]
-        cf_scores = content_scores = None
-        if collaborative is not None and w_cf:
-            cf_scores = sparse.csr_matrix(history @ collaborative - DISLIKE_PENALTY * (disliked @ collaborative))
-        if content is not None and w_content:
-            content_scores = sparse.csr_matrix(history @ content - DISLIKE_PENALTY * (disliked @ content))
-        for r in range(len(rows)):
-            cf_index, cf_values = _row(cf_scores, r)
-            ct_index, ct_values = _row(content_scores, r)
-            candidates = np.unique(np.concatenate([cf_index, ct_index, prior]))
-            total = w_popular * popular_scaled[candidates]
-            total[np.searchsorted(candidates, cf_index)] += w_cf * cf_values
-            total[np.searchsorted(candidates, ct_index)] += w_content * ct_values
-            seen = np.concatenate([history.indices[history.indptr[r] : history.indptr[r + 1]], disliked[r].indices])
-            total[np.isin(candidates, seen)] = -np.inf
-            order = np.argsort(-total, kind="stable")[:n]
-            order = order[np.isfinite(total[order]) & (total[order] > 0)]
-            results.append(_explain(history[r], collaborative, content, candidates[order], total[order]))
+        history, disliked = matrix[rows], dislikes[rows]
+        block = len(rows)
+        total = sparse.csr_matrix(
+            (
+                np.tile(w_popular * popular_scaled[prior], block),
+                (np.repeat(np.arange(block), len(prior)), np.tile(prior, block)),
+            ),
+            shape=(block, n_books),
+        )
+        for similarity, weight in ((collaborative, w_cf), (content, w_content)):
+            if similarity is not None and weight:
+                total = total + weight * _positive_scaled(
+                    history @ similarity - DISLIKE_PENALTY * (disliked @ similarity)
+                )
+        total = sparse.csr_matrix(total - total.multiply((history + disliked) > 0))
+        total.data[total.data < 0] = 0.0
+        total.eliminate_zeros()
+        top = _top_k_rows(total, n)
+        top.sort_indices()
+        cf_best, cf_source = _strongest_sources(collaborative, history, top)
+        _, content_source = _strongest_sources(content, history, top)
+        for r in range(block):
+            begin, end = top.indptr[r], top.indptr[r + 1]
+            picks = []
+            for j in begin + np.argsort(-top.data[begin:end], kind="stable"):
+                if cf_best[j] > 0:
+                    because, collaborative_pick = int(cf_source[j]), True
+                else:
+                    because, collaborative_pick = (int(content_source[j]) if content_source[j] >= 0 else None), False
+                picks.append(Recommendation(int(top.indices[j]), float(top.data[j]), because, collaborative_pick))
+            results.append(picks)
     return results
 
 
-def _explain(
-    history: sparse.csr_matrix,
-    collaborative: sparse.csr_matrix | None,
-    content: sparse.csr_matrix | None,
-    top: IntArray,
-    scores: FloatArray,
-) -> list[Recommendation]:
-    """Name, for each pick, the history book that lent it the most (CF first, then content)."""
-    held = history.indices
-    weights = history.data[:, None]
-    cf_part = collaborative[held][:, top].toarray() * weights if collaborative is not None and len(held) else None
-    content_part = content[held][:, top].toarray() * weights if content is not None and len(held) else None
-    picks: list[Recommendation] = []
-    for j, book in enumerate(top):
-        because = None
-        collaborative_pick = False
-        if cf_part is not None and cf_part[:, j].max() > 0:
-            because = int(held[int(cf_part[:, j].argmax())])
-            collaborative_pick = True
-        elif content_part is not None and content_part[:, j].max() > 0:
-            because = int(held[int(content_part[:, j].argmax())])
-        picks.append(Recommendation(int(book), float(scores[j]), because, collaborative_pick))
-    return picks
+def _strongest_sources(
+    similarity: sparse.csr_matrix | None, history: sparse.csr_matrix, top: sparse.csr_matrix
+) -> tuple[FloatArray, IntArray]:
+    """For each entry of ``top`` (user, book): the largest ``weight x similarity`` over that user's
+    history and the history book it comes from (-1: none), aligned with ``top.data``."""
+    best = np.zeros(top.nnz)
+    source = np.full(top.nnz, -1, dtype=np.int64)
+    if similarity is None or not history.nnz or not top.nnz:
+        return best, source
+    n_books = top.shape[1]
+    held_user = np.repeat(np.arange(history.shape[0]), np.diff(history.indptr))
+    held_book = history.indices.astype(np.int64)
+    sub = similarity[held_book]
+    entry = np.repeat(np.arange(len(held_book)), np.diff(sub.indptr))
+    keys = held_user[entry] * n_books + sub.indices
+    values = sub.data * history.data[entry]
+    top_keys = np.repeat(np.arange(top.shape[0]), np.diff(top.indptr)) * n_books + top.indices
+    position = np.minimum(np.searchsorted(top_keys, keys), len(top_keys) - 1)
+    hit = (top_keys[position] == keys) & (values > 0)
+    position, values, origin = position[hit], values[hit], held_book[entry[hit]]
+    ascending = np.argsort(values, kind="stable")
+    # Assigned in ascending order, so each entry keeps its largest value (the last write wins).
+    best[position[ascending]] = values[ascending]
+    source[position[ascending]] = origin[ascending]
+    return best, source
+
+
+def _row_scaled(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Each row divided by its largest value."""
+    top = np.asarray(matrix.max(axis=1).todense()).ravel()
+    top[top <= 0] = 1.0
+    return sparse.csr_matrix(sparse.diags(1.0 / top) @ matrix)
+
+
+def book_neighbours(
+    collaborative: sparse.csr_matrix, content: sparse.csr_matrix, *, k: int = NEIGHBOURS
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """Per book, its top ``k`` of the blended neighbours (each part scaled to 1, then weighted as in the
+    personal blend), and which of them CF found (a 0/1 matrix of the same rows)."""
+    blended = sparse.csr_matrix(BLEND_CF * _row_scaled(collaborative) + BLEND_CONTENT * _row_scaled(content))
+    kept = _top_k_rows(blended, k)
+    kept.sort_indices()
+    found = sparse.csr_matrix(collaborative, copy=True)
+    found.data[:] = 1.0
+    by_cf = sparse.csr_matrix(kept.multiply(found) > 0, dtype=np.float64)
+    return kept, by_cf

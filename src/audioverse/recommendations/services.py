@@ -307,21 +307,19 @@ def compute(signals: model.Signals, catalog: Catalog) -> Built:
 
 
 def _book_neighbours(collaborative: Any, content: Any, book_axis: Any) -> Iterable[tuple[int, list[Pick]]]:
-    """Per book: its listened-with and content neighbours, each part scaled to its blend weight and summed."""
-    for row in range(collaborative.shape[0]):
+    """Per book with any neighbour: the list the API serves as "similar", best first."""
+    blended, by_cf = model.book_neighbours(collaborative, content)
+    for row in range(blended.shape[0]):
+        start, end = blended.indptr[row], blended.indptr[row + 1]
+        if start == end:
+            continue
         book = int(book_axis[row])
-        merged: dict[int, Pick] = {}
-        for matrix, weight, is_cf in ((collaborative, model.BLEND_CF, True), (content, model.BLEND_CONTENT, False)):
-            start, end = matrix.indptr[row], matrix.indptr[row + 1]
-            values = matrix.data[start:end]
-            top = float(values.max()) if len(values) else 0.0
-            for other, value in zip(matrix.indices[start:end], values, strict=True):
-                neighbour = int(book_axis[other])
-                pick = merged.setdefault(neighbour, Pick(neighbour, book))
-                pick.score = round(pick.score + weight * float(value) / top, 4)
-                pick.collaborative = pick.collaborative or is_cf
-        if merged:
-            yield book, sorted(merged.values(), key=lambda pick: -pick.score)[: model.NEIGHBOURS]
+        others = book_axis[blended.indices[start:end]].tolist()
+        scores = np.round(blended.data[start:end], 4).tolist()
+        flags = set(book_axis[by_cf.indices[by_cf.indptr[row] : by_cf.indptr[row + 1]]].tolist())
+        picks = [Pick(other, book, other in flags, score) for other, score in zip(others, scores, strict=True)]
+        picks.sort(key=lambda pick: -pick.score)
+        yield book, picks
 
 
 async def rebuild(database: SQLAlchemyAsyncConfig, store: Store, claim: RebuildClaim) -> RebuildStatus:
