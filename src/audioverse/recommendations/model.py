@@ -389,6 +389,7 @@ def recommend_for_rows(
             begin, end = top.indptr[r], top.indptr[r + 1]
             picks = []
             for j in begin + np.argsort(-top.data[begin:end], kind="stable"):
+                because: int | None
                 if cf_best[j] > 0:
                     because, collaborative_pick = int(cf_source[j]), True
                 else:
