@@ -38,8 +38,8 @@ OWN_FILE_LIMIT = 1000
 DEMO_PASSWORD = "audioverse-demo-listener"  # noqa: S105 - documented demo credentials
 DEMO_USERS = (("demo_listener", Role.LISTENER), ("demo_curator", Role.CURATOR))
 # Demo readers give the recommender listening histories with real structure (see ``_listening_histories``).
-DEMO_READERS = 40
-TASTES = 12
+DEMO_READERS = 48
+TASTES = 6
 HISTORY_DAYS = 120
 # The recommendation rebuild task, by name: it runs once the seed commits (the catalog sits below it).
 RECOMMENDATIONS_REBUILD_TASK = "recommendations.nightly"
@@ -303,7 +303,7 @@ class DemoSeeder:
             own = rng.sample(tastes, min(2, len(tastes)))
             pool = [book for taste in own for book in by_taste[taste]]
             weights = [1 + facts[book][1] for book in pool]
-            picks = {*rng.choices(pool, weights=weights, k=rng.randint(6, 12))}
+            picks = {*rng.choices(pool, weights=weights, k=rng.randint(8, 14))}
             for book_id in picks:
                 finished = rng.random() < 0.75
                 rating = rng.choice((4, 5)) if rng.random() < 0.4 else None
@@ -322,7 +322,8 @@ class DemoSeeder:
         listener = await self.session.scalar(select(User.id).where(User.username == "demo_listener"))
         if listener is not None and readers:
             # One taste well under way: four finished, one in progress, one book outside it disliked.
-            favourite = by_taste[tastes[0]]
+            # Its best-known books, the ones its readers share most.
+            favourite = sorted(by_taste[tastes[0]], key=lambda book: -facts[book][1])
             for index, book_id in enumerate(favourite[:5]):
                 listen(
                     listener, book_id, finished=index < 4, rating=5 if index == 0 else None, library=False, fav=False
