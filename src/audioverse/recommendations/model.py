@@ -402,8 +402,11 @@ def recommend_for_rows(
 def _strongest_sources(
     similarity: sparse.csr_matrix | None, history: sparse.csr_matrix, top: sparse.csr_matrix
 ) -> tuple[FloatArray, IntArray]:
-    """For each entry of ``top`` (user, book): the largest ``weight x similarity`` over that user's
-    history and the history book it comes from (-1: none), aligned with ``top.data``."""
+    """Per entry of ``top`` (aligned with ``top.data``): its strongest history book and that strength.
+
+    The strength is the largest ``weight x similarity`` over the user's history (-1: no history book
+    reaches it).
+    """
     best = np.zeros(top.nnz)
     source = np.full(top.nnz, -1, dtype=np.int64)
     if similarity is None or not history.nnz or not top.nnz:
@@ -436,8 +439,10 @@ def _row_scaled(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
 def book_neighbours(
     collaborative: sparse.csr_matrix, content: sparse.csr_matrix, *, k: int = NEIGHBOURS
 ) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
-    """Per book, its top ``k`` of the blended neighbours (each part scaled to 1, then weighted as in the
-    personal blend), and which of them CF found (a 0/1 matrix of the same rows)."""
+    """Per book, its top ``k`` blended neighbours, and which of them CF found (a 0/1 matrix of the same rows).
+
+    Each part is scaled to 1 per book, then weighted as in the personal blend.
+    """
     blended = sparse.csr_matrix(BLEND_CF * _row_scaled(collaborative) + BLEND_CONTENT * _row_scaled(content))
     kept = _top_k_rows(blended, k)
     kept.sort_indices()
