@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -206,10 +206,8 @@ def item_similarity(
     normalized = _normalized_columns(positive)
     items_normalized = sparse.csr_matrix(normalized.T)
     items_binary = sparse.csr_matrix(binary.T)
-    n_books = positive.shape[1]
-    blocks: list[sparse.csr_matrix] = []
-    for start in range(0, n_books, BLOCK):
-        stop = min(start + BLOCK, n_books)
+
+    def block(start: int, stop: int) -> sparse.csr_matrix:
         cosine = sparse.csr_matrix(items_normalized[start:stop] @ normalized)
         support = sparse.csr_matrix(items_binary[start:stop] @ binary)
         cosine.sort_indices()
@@ -217,7 +215,17 @@ def item_similarity(
         # Both products share one pattern (a weight is positive exactly where its bit is set).
         counts = support.data
         cosine.data = cosine.data * (counts / (counts + shrink)) * (counts >= min_support)
-        blocks.append(_top_k_rows(_without_self(cosine, start), k))
+        return cosine
+
+    return _top_k_blockwise(positive.shape[1], block, k)
+
+
+def _top_k_blockwise(n_books: int, block: Callable[[int, int], sparse.csr_matrix], k: int) -> sparse.csr_matrix:
+    """A book x book similarity built ``BLOCK`` rows at a time, each book's self and all but its top ``k`` dropped."""
+    blocks = [
+        _top_k_rows(_without_self(block(start, min(start + BLOCK, n_books)), start), k)
+        for start in range(0, n_books, BLOCK)
+    ]
     return sparse.csr_matrix(sparse.vstack(blocks)) if blocks else sparse.csr_matrix((n_books, n_books))
 
 
@@ -287,13 +295,9 @@ def content_features(features: BookFeatures, book_axis: IntArray) -> sparse.csr_
 def content_similarity(features: sparse.csr_matrix, *, k: int = NEIGHBOURS) -> sparse.csr_matrix:
     """Book x book cosine on the content features, top ``k`` per book, in blocks."""
     transposed = sparse.csr_matrix(features.T)
-    n_books = features.shape[0]
-    blocks: list[sparse.csr_matrix] = []
-    for start in range(0, n_books, BLOCK):
-        stop = min(start + BLOCK, n_books)
-        product = sparse.csr_matrix(features[start:stop] @ transposed)
-        blocks.append(_top_k_rows(_without_self(product, start), k))
-    return sparse.csr_matrix(sparse.vstack(blocks)) if blocks else sparse.csr_matrix((n_books, n_books))
+    return _top_k_blockwise(
+        features.shape[0], lambda start, stop: sparse.csr_matrix(features[start:stop] @ transposed), k
+    )
 
 
 def popularity(interactions: Interactions) -> FloatArray:

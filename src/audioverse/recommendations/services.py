@@ -186,39 +186,30 @@ async def load_signals(session: AsyncSession, now: datetime, user_id: int | None
             return (now - _as_utc(moment)).total_seconds() / 86400
         return float((today - moment).days)
 
-    ledger = (
-        await session.execute(
-            select(
-                ListeningLedger.user_id, ListeningLedger.audiobook_id, ListeningLedger.seconds, ListeningLedger.day
-            ).where(*only(ListeningLedger.user_id))
-        )
-    ).all()
+    async def rows(*columns: Any, where: Sequence[Any] = ()) -> list[Any]:
+        user_column = columns[0]
+        return list((await session.execute(select(*columns).where(*where, *only(user_column)))).all())
+
+    ledger = await rows(
+        ListeningLedger.user_id, ListeningLedger.audiobook_id, ListeningLedger.seconds, ListeningLedger.day
+    )
     signals.listening(
         (r[0] for r in ledger), (r[1] for r in ledger), (r[2] for r in ledger), (age(r[3]) for r in ledger)
     )
-    done = (
-        await session.execute(
-            select(ListeningProgress.user_id, ListeningProgress.audiobook_id, ListeningProgress.last_listened_at).where(
-                ListeningProgress.is_completed.is_(True), *only(ListeningProgress.user_id)
-            )
-        )
-    ).all()
+    done = await rows(
+        ListeningProgress.user_id,
+        ListeningProgress.audiobook_id,
+        ListeningProgress.last_listened_at,
+        where=[ListeningProgress.is_completed.is_(True)],
+    )
     signals.add(
         (r[0] for r in done), (r[1] for r in done), (model.COMPLETION_WEIGHT for _ in done), (age(r[2]) for r in done)
     )
-    rated = (
-        await session.execute(
-            select(Review.user_id, Review.audiobook_id, Review.rating, Review.updated_at).where(*only(Review.user_id))
-        )
-    ).all()
+    rated = await rows(Review.user_id, Review.audiobook_id, Review.rating, Review.updated_at)
     signals.ratings([r[0] for r in rated], [r[1] for r in rated], [r[2] for r in rated], [age(r[3]) for r in rated])
-    kept = (
-        await session.execute(
-            select(
-                LibraryEntry.user_id, LibraryEntry.audiobook_id, LibraryEntry.is_favorite, LibraryEntry.updated_at
-            ).where(*only(LibraryEntry.user_id))
-        )
-    ).all()
+    kept = await rows(
+        LibraryEntry.user_id, LibraryEntry.audiobook_id, LibraryEntry.is_favorite, LibraryEntry.updated_at
+    )
     signals.add(
         (r[0] for r in kept),
         (r[1] for r in kept),
