@@ -56,9 +56,12 @@ SHRINK = 5.0
 NEIGHBOURS = 50
 DISLIKE_PENALTY = 0.5
 # Blend: collaborative first, content for the tail and the cold books, popularity as the prior.
+# Chosen on the offline evaluation (bench/recommendations.py): content at 0.2 and popularity at 0.1
+# keep CF's hit rate (0.312 against CF alone 0.311; 0.35/0.15 cost 2 points) while more than doubling
+# catalog coverage (47 % against 26 %); 0.1/0.05 gain nothing more in hits and lose coverage.
 BLEND_CF = 1.0
-BLEND_CONTENT = 0.35
-BLEND_POPULAR = 0.15
+BLEND_CONTENT = 0.2
+BLEND_POPULAR = 0.1
 # Content features: a shared series says most, then an author, a narrator, then the words.
 SERIES_WEIGHT = 4.0
 AUTHOR_WEIGHT = 3.0
