@@ -6,14 +6,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
+from advanced_alchemy.filters import LimitOffset
 from litestar import Litestar
+from litestar.stores.memory import MemoryStore
 from litestar.testing import AsyncTestClient
+from taskiq import InMemoryBroker
 
 from audioverse.catalog.indexing import search_store_for
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
+from audioverse.jobs import TaskQueue
 from audioverse.listening.models import LibraryEntry, ListeningLedger, ListeningProgress
-from audioverse.recommendations.services import RecommendationCache
+from audioverse.recommendations.services import RecommendationCache, RecommendationService
 from audioverse.reviews.models import Review
 from tests.accounts.test_auth_flow import bearer
 from tests.catalog.fixtures import MakeBook, Tokens, account
@@ -292,3 +296,20 @@ async def test_a_listeners_list_is_refreshed_soon_after_their_listening_changes(
             page = await shelf(client, "/api/audiobooks/recommended/", me)
     assert third not in ids(page)
     assert {second, fourth} <= set(ids(page, "listened_with"))
+
+
+class BrokenStore(MemoryStore):
+    async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
+        raise ConnectionError("the cache is down")
+
+
+async def test_a_broken_cache_still_gives_a_shelf(settings: Settings, make_book: MakeBook, tag: str) -> None:
+    books = await distinct_books(make_book, tag, 5)
+    database = sqlalchemy_config(settings)
+    async with database.get_session() as session:
+        service = RecommendationService(session=session)
+        popular = await service.recommended(BrokenStore(), TaskQueue(InMemoryBroker()), None, None, LimitOffset(5, 0))
+        similar = await service.similar(BrokenStore(), None, books[0], LimitOffset(5, 0))
+    await database.get_engine().dispose()
+    assert len(popular.items) == 5
+    assert len(similar.items) == 5

@@ -94,14 +94,22 @@ class RecommendationCache:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    async def _read(self, key: str) -> bytes | None:
+        """A cached value, or ``None`` when the store fails: a shelf then falls back, never errs."""
+        try:
+            return await self.store.get(key)
+        except Exception as exc:
+            logger.warning("recommendation cache unreadable; computing on the spot", key=key, error=repr(exc))
+            return None
+
     async def version(self) -> ModelVersion | None:
-        raw = await self.store.get(CURRENT_KEY)
+        raw = await self._read(CURRENT_KEY)
         return msgspec.json.decode(raw, type=ModelVersion) if raw else None
 
     async def _get(self, version: ModelVersion | None, key: str) -> Shelf | None:
         if version is None:
             return None
-        raw = await self.store.get(f"{PREFIX}:{version.version}:{key}")
+        raw = await self._read(f"{PREFIX}:{version.version}:{key}")
         return msgspec.msgpack.decode(raw, type=Shelf) if raw else None
 
     async def user(self, version: ModelVersion | None, user_id: int) -> Shelf | None:
@@ -133,20 +141,24 @@ class RecommendationCache:
 
     async def status(self) -> tuple[str | None, RebuildStatus]:
         """The last rebuild's job id and status; a running one whose lease lapsed reads as failed."""
+        # The lease first: a rebuild ending between the two reads then reads as ended, not as abandoned.
+        alive = await self.store.exists(LEASE_KEY)
         raw = await self.store.get(STATUS_KEY)
         if not raw:
             return None, RebuildStatus()
         claim = msgspec.json.decode(raw, type=RebuildClaim)
-        if claim.status.state == "running" and not await self.store.exists(LEASE_KEY):
+        if claim.status.state == "running" and not alive:
             claim.status.state = "failed"
             claim.status.error = REBUILD_ABANDONED
         return claim.job_id, claim.status
 
     async def write_status(self, claim: RebuildClaim) -> None:
-        await self.store.set(STATUS_KEY, msgspec.json.encode(claim))
+        """Save the status; the lease is taken before a running one and dropped after an ended one."""
         if claim.status.state == "running":
             await self.store.set(LEASE_KEY, claim.job_id, expires_in=LEASE_SECONDS)
+            await self.store.set(STATUS_KEY, msgspec.json.encode(claim))
         else:
+            await self.store.set(STATUS_KEY, msgspec.json.encode(claim))
             await self.store.delete(LEASE_KEY)
 
     async def claim(self) -> RebuildClaim | None:
@@ -161,12 +173,12 @@ class RecommendationCache:
     async def ask_refresh(self, task_queue: TaskQueue, user_id: int) -> None:
         """Send one refresh of ``user_id``'s list per debounce window; a lost send only delays it."""
         key = f"{PREFIX}:refresh:u{user_id}"
-        if await self.store.exists(key):
-            return
-        await self.store.set(key, b"1", expires_in=REFRESH_DEBOUNCE_SECONDS)
         try:
+            if await self.store.exists(key):
+                return
+            await self.store.set(key, b"1", expires_in=REFRESH_DEBOUNCE_SECONDS)
             await task_queue.enqueue(REFRESH_USER_TASK, user_id)
-        except Exception as exc:  # the broker being down is /api/ready's to report; the list is still served
+        except Exception as exc:  # a store or broker outage is /api/ready's to report; the list is still served
             logger.warning("recommendation refresh not sent", user_id=user_id, error=repr(exc))
 
 
