@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from litestar.stores.memory import MemoryStore
@@ -13,6 +14,7 @@ from audioverse.config import Settings
 from audioverse.db import migrate_to_head, sqlalchemy_config
 from audioverse.jobs import Job
 from audioverse.listening.models import ListeningProgress
+from audioverse.recommendations.schemas import ModelVersion
 from audioverse.recommendations.services import RecommendationCache, rebuild_if_idle
 from audioverse.storage import LocalStorage
 
@@ -45,3 +47,20 @@ async def test_the_demo_listeners_shelf_is_learned_from_the_demo_readers(tmp_pat
     assert not own & {pick.book for pick in shelf.picks}
     # Listeners who share the taste put books on it: the first ones are "listened with" theirs.
     assert sum(pick.collaborative for pick in shelf.picks[:10]) >= 3
+
+
+async def test_a_failed_rebuild_says_why_and_keeps_the_lists_it_had(tmp_path: Path) -> None:
+    database = sqlalchemy_config(Settings(data_dir=tmp_path))  # no tables: reading the signals fails
+    store = MemoryStore()
+    cache = RecommendationCache(store)
+    await cache.swap(ModelVersion(version="old", generated_at=datetime.now(UTC)))
+    status = await rebuild_if_idle(database, store)
+    await database.get_engine().dispose()
+    assert status.state == "failed"
+    assert status.error is not None
+    assert status.error.startswith("OperationalError")
+    assert status.finished_at is not None
+    assert (await cache.status())[1].state == "failed"
+    current = await cache.version()
+    assert current is not None
+    assert current.version == "old"

@@ -370,9 +370,13 @@ async def rebuild(database: SQLAlchemyAsyncConfig, store: Store, claim: RebuildC
 async def _renewing(cache: RecommendationCache, claim: RebuildClaim, work: Callable[[], Awaitable[Any]]) -> Any:
     """Run ``work`` while renewing the rebuild's lease, so a long build still reads as alive."""
     result: list[Any] = []
+    failure: list[BaseException] = []
 
     async def run(scope: anyio.CancelScope) -> None:
-        result.append(await work())
+        try:
+            result.append(await work())
+        except Exception as exc:  # raised below as itself, not wrapped in the task group's ExceptionGroup
+            failure.append(exc)
         scope.cancel()
 
     async with anyio.create_task_group() as group:
@@ -380,6 +384,8 @@ async def _renewing(cache: RecommendationCache, claim: RebuildClaim, work: Calla
         while True:
             await cache.write_status(claim)
             await anyio.sleep(LEASE_SECONDS / 3)
+    if failure:
+        raise failure[0]
     return result[0]
 
 
