@@ -28,7 +28,7 @@ from advanced_alchemy.filters import LimitOffset
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from litestar.stores.base import Store
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import User
@@ -444,30 +444,36 @@ class Shelves:
             if history.changed_at is None or at > history.changed_at:
                 history.changed_at = at
 
-        for book, done, at in await self.session.execute(
-            select(ListeningProgress.audiobook_id, ListeningProgress.is_completed, ListeningProgress.updated_at).where(
-                ListeningProgress.user_id == user_id
+        def rows(table: Any, kind: str, value: Any, at: Any) -> Any:
+            return select(table.audiobook_id, literal_column(f"'{kind}'"), value, at).where(table.user_id == user_id)
+
+        # One round trip for the caller's four kinds of own books.
+        disliked: set[int] = set()
+        for book, kind, value, at in await self.session.execute(
+            union_all(
+                rows(
+                    ListeningProgress,
+                    "progress",
+                    case((ListeningProgress.is_completed, 1), else_=0),
+                    ListeningProgress.updated_at,
+                ),
+                rows(Review, "review", Review.rating, Review.updated_at),
+                rows(LibraryEntry, "library", case((LibraryEntry.is_favorite, 1), else_=0), LibraryEntry.updated_at),
+                rows(RecommendationDismissal, "dismissed", literal_column("0"), RecommendationDismissal.created_at),
             )
         ):
-            note(book, COMPLETED_WEIGHT if done else IN_PROGRESS_WEIGHT, at)
-        for book, rating, at in await self.session.execute(
-            select(Review.audiobook_id, Review.rating, Review.updated_at).where(Review.user_id == user_id)
-        ):
-            note(book, model.RATING_WEIGHTS.get(rating, 0.0) if rating > model.DISLIKE_MAX_RATING else -1.0, at)
-            if rating <= model.DISLIKE_MAX_RATING:
-                history.weights.pop(book, None)
-        for book, favourite, at in await self.session.execute(
-            select(LibraryEntry.audiobook_id, LibraryEntry.is_favorite, LibraryEntry.updated_at).where(
-                LibraryEntry.user_id == user_id
-            )
-        ):
-            note(book, model.LIBRARY_WEIGHT + (model.FAVOURITE_WEIGHT if favourite else 0.0), at)
-        for book, at in await self.session.execute(
-            select(RecommendationDismissal.audiobook_id, RecommendationDismissal.created_at).where(
-                RecommendationDismissal.user_id == user_id
-            )
-        ):
-            note(book, 0.0, at)
+            if kind == "progress":
+                note(book, COMPLETED_WEIGHT if value else IN_PROGRESS_WEIGHT, at)
+            elif kind == "review":
+                note(book, model.RATING_WEIGHTS.get(value, 0.0), at)
+                if value <= model.DISLIKE_MAX_RATING:
+                    disliked.add(book)
+            elif kind == "library":
+                note(book, model.LIBRARY_WEIGHT + (model.FAVOURITE_WEIGHT if value else 0.0), at)
+            else:
+                note(book, 0.0, at)
+        for book in disliked:
+            history.weights.pop(book, None)
         return history
 
     async def neighbours(self, book_id: int) -> list[Pick]:
@@ -612,6 +618,11 @@ class RecommendationService(SQLAlchemyAsyncRepositoryService[Audiobook]):
             raise NotFound(f"No genre {slug!r}.")
         return genre
 
+    async def _genres(self, ids: Sequence[int]) -> dict[int, Genre]:
+        if not ids:
+            return {}
+        return {g.id: g for g in await self.repository.session.scalars(select(Genre).where(Genre.id.in_(ids)))}
+
     async def recommended(
         self, store: Store, task_queue: TaskQueue, user: User | None, genre_slug: str | None, page: LimitOffset
     ) -> RecommendationPage:
@@ -635,7 +646,7 @@ class RecommendationService(SQLAlchemyAsyncRepositoryService[Audiobook]):
                     await cache.ask_refresh(task_queue, user.id)
         picks = [pick for pick in picks if pick.book not in history.seen]
         fillers = [genre.id] if genre else await shelves.favourite_genres(history)
-        genres = {g.id: g for g in await self.repository.session.scalars(select(Genre).where(Genre.id.in_(fillers)))}
+        genres = await self._genres(fillers)
         for genre_id in [*fillers, None]:
             if len(picks) >= SHELF_SIZE:
                 break
@@ -663,7 +674,7 @@ class RecommendationService(SQLAlchemyAsyncRepositoryService[Audiobook]):
                 select(audiobook_genre.c.genre_id).where(audiobook_genre.c.audiobook_id == audiobook_id)
             )
         )
-        genres = {g.id: g for g in await self.repository.session.scalars(select(Genre).where(Genre.id.in_(genre_ids)))}
+        genres = await self._genres(genre_ids)
         for genre_id in [*genre_ids, None]:
             if len([p for p in picks if p.book not in seen]) >= SHELF_SIZE:
                 break
