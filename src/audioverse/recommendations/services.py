@@ -7,6 +7,11 @@ against the caller's own books at request time (a book finished a second ago nev
 short lists with popular books of the right genre, and, on a miss, blends the cached neighbours of
 the caller's books on the spot (content neighbours from the database when there is no model yet):
 the shelf is never empty and never an error.
+
+A listener's own list is refreshed after their listening changes: the first read of a list older
+than their latest change (progress, rating, library) leaves their new books out at once and sends
+one ``recommendations.refresh_user`` per ``REFRESH_DEBOUNCE_SECONDS``, which re-blends their list
+from the current version's book lists. The whole model is rebuilt nightly and on a curator's request.
 """
 
 from __future__ import annotations
