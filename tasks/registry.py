@@ -11,6 +11,8 @@ from taskiq import AsyncBroker
 
 from audioverse.config import Settings
 from audioverse.jobs import RUN_JOB_TASK, SWEEP_JOBS_TASK
+from audioverse.recommendations import jobs as recommendations
+from audioverse.recommendations.services import REBUILD_TASK, REFRESH_USER_TASK
 from audioverse.storage import DELETE_TASK
 from search import SearchEngine
 from tasks import email, jobs, reviews, search_sync, storage, system
@@ -40,6 +42,9 @@ TASKS = [
     # Each catalog commit defers a drain job; the drain every minute also catches rows written otherwise.
     TaskSpec("search.drain", search_sync.drain, {**RETRY, **EVERY_MINUTE}),
     TaskSpec("search.reindex", search_sync.rebuild),
+    TaskSpec(REBUILD_TASK, recommendations.rebuild),
+    TaskSpec("recommendations.nightly", recommendations.rebuild_nightly, {"schedule": [{"cron": "40 3 * * *"}]}),
+    TaskSpec(REFRESH_USER_TASK, recommendations.refresh),
 ]
 
 

@@ -57,6 +57,7 @@ from audioverse.logs import RequestLogMiddleware, structlog_config
 from audioverse.model_registry import catalog_outbox  # noqa: F401  (outbox rows on every catalog flush)
 from audioverse.openapi import ClosedStructSchemaPlugin, ContractDocs
 from audioverse.ratelimit import RateLimiter, window_counter
+from audioverse.recommendations.controllers import RecommendationAdminController, RecommendationController
 from audioverse.reviews.controllers import BookReviewsController, ReviewController
 from audioverse.signing import resolve_secret_key
 from audioverse.stats.controllers import UserStatsController
@@ -225,6 +226,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ProgressController,
             LibraryController,
             ListeningController,
+            RecommendationController,
+            RecommendationAdminController,
         ],
         on_app_init=[jwt_auth.on_app_init],
         plugins=[

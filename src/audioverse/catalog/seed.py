@@ -7,9 +7,10 @@ import random
 import shutil
 import subprocess
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,15 @@ import anyio
 import imageio_ffmpeg
 from mutagen.id3 import CHAP, CTOC, ID3, TCOM, TCON, TDRC, TIT2, TPE1, CTOCFlags
 from mutagen.mp3 import MP3
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import Role, User
 from audioverse.accounts.passwords import hash_password
 from audioverse.catalog.models import SHARED_AUDIO_PREFIX, Audiobook, Author, Chapter, Genre, Narrator
 from audioverse.catalog.services import slugify
+from audioverse.db import Base
+from audioverse.jobs import defer
 from audioverse.storage import Storage
 
 CATALOG_FILE = Path(__file__).with_name("demo_catalog.json")
@@ -34,6 +37,13 @@ MASTER_BITRATE = "24k"
 OWN_FILE_LIMIT = 1000
 DEMO_PASSWORD = "audioverse-demo-listener"  # noqa: S105 - documented demo credentials
 DEMO_USERS = (("demo_listener", Role.LISTENER), ("demo_curator", Role.CURATOR))
+# Demo readers give the recommender listening histories with real structure (see ``_listening_histories``).
+DEMO_READERS = 48
+TASTES = 6
+HISTORY_DAYS = 120
+# The recommendation rebuild task, by name: it runs once the seed commits (the catalog sits below it).
+RECOMMENDATIONS_REBUILD_TASK = "recommendations.nightly"
+HISTORY_TABLES = ("listening_ledger", "listening_progress", "review", "library_entry")
 CHAPTER_NAMES = ("Opening", "The Journey", "A Turn", "Trials", "Reckoning", "Homecoming", "Epilogue")
 
 
@@ -168,6 +178,7 @@ class DemoSeeder:
                 if created % batch_size == 0 or created == books:
                     await self.session.commit()
                     self.progress(created)
+            await self._listening_histories(rng)
         return created
 
     async def _load_existing_names(self) -> None:
@@ -231,6 +242,122 @@ class DemoSeeder:
             for number, (title, start, end) in enumerate(chapters, start=1)
         ]
         return book
+
+    async def _listening_histories(self, rng: random.Random) -> None:
+        """Demo readers who listen by taste, and a short history for ``demo_listener``; then a model rebuild.
+
+        A taste is a set of authors, so it cuts across genres as real tastes do: a reader holds two,
+        finishes and rates well most of what they pick from them (popular books more often), and
+        samples a few books outside them, which they often abandon or rate low.
+        """
+        books = list(
+            await self.session.execute(
+                select(Audiobook.id, Audiobook.duration_seconds, Audiobook.play_count, Author.name)
+                .join(Audiobook.authors)
+                .order_by(Audiobook.id)
+                .limit(400)
+            )
+        )
+        if not books:
+            return
+        taste_of: dict[int, int] = {}
+        facts: dict[int, tuple[float, int]] = {}
+        for book_id, duration, plays, author in books:
+            taste_of.setdefault(book_id, zlib.crc32(author.encode()) % TASTES)
+            facts[book_id] = (duration, plays)
+        by_taste: dict[int, list[int]] = {}
+        for book_id, taste in taste_of.items():
+            by_taste.setdefault(taste, []).append(book_id)
+        readers = await self._readers()
+        rows: dict[str, list[dict[str, Any]]] = {name: [] for name in HISTORY_TABLES}
+        now = datetime.now(UTC)
+
+        def listen(user_id: int, book_id: int, *, finished: bool, rating: int | None, library: bool, fav: bool) -> None:
+            at = now - timedelta(days=rng.randint(1, HISTORY_DAYS), minutes=rng.randint(0, 600))
+            duration = facts[book_id][0]
+            position = duration if finished else round(duration * rng.uniform(0.2, 0.7), 3)
+            rows["listening_ledger"].append(
+                {"user_id": user_id, "audiobook_id": book_id, "day": at.date(), "seconds": position}
+            )
+            rows["listening_progress"].append(
+                {
+                    "user_id": user_id, "audiobook_id": book_id, "position_seconds": position,
+                    "is_completed": finished, "playback_speed": 1.0, "client_updated_at": at, "effective_at": at,
+                    "last_listened_at": at, "completed_at": at if finished else None,
+                }
+            )  # fmt: skip
+            if rating is not None:
+                rows["review"].append({"user_id": user_id, "audiobook_id": book_id, "rating": rating})
+            if library:
+                rows["library_entry"].append(
+                    {
+                        "user_id": user_id,
+                        "audiobook_id": book_id,
+                        "is_favorite": fav,
+                        "favorited_at": at if fav else None,
+                    }
+                )
+
+        tastes = sorted(by_taste, key=lambda taste: -len(by_taste[taste]))
+        for reader in readers:
+            own = rng.sample(tastes, min(2, len(tastes)))
+            pool = [book for taste in own for book in by_taste[taste]]
+            weights = [1 + facts[book][1] for book in pool]
+            picks = {*rng.choices(pool, weights=weights, k=rng.randint(8, 14))}
+            for book_id in picks:
+                finished = rng.random() < 0.75
+                rating = rng.choice((4, 5)) if rng.random() < 0.4 else None
+                library = rng.random() < 0.4
+                listen(
+                    reader,
+                    book_id,
+                    finished=finished,
+                    rating=rating,
+                    library=library,
+                    fav=library and rng.random() < 0.4,
+                )
+            for book_id in rng.sample(sorted(set(taste_of) - set(pool)), min(2, len(taste_of) - len(pool))):
+                finished = rng.random() < 0.3
+                listen(reader, book_id, finished=finished, rating=rng.choice((1, 2, 3)), library=False, fav=False)
+        listener = await self.session.scalar(select(User.id).where(User.username == "demo_listener"))
+        if listener is not None and readers:
+            # One taste well under way: four finished, one in progress, one book outside it disliked.
+            # Its best-known books, the ones its readers share most.
+            favourite = sorted(by_taste[tastes[0]], key=lambda book: -facts[book][1])
+            for index, book_id in enumerate(favourite[:5]):
+                listen(
+                    listener, book_id, finished=index < 4, rating=5 if index == 0 else None, library=False, fav=False
+                )
+            elsewhere = next((b for b in taste_of if b not in favourite), None)
+            if elsewhere is not None:
+                listen(listener, elsewhere, finished=False, rating=2, library=False, fav=False)
+        for name in HISTORY_TABLES:
+            if rows[name]:
+                # By table name: the listening and review models sit above the catalog.
+                await self.session.execute(insert(Base.metadata.tables[name]), rows[name])
+        await defer(self.session, RECOMMENDATIONS_REBUILD_TASK)
+        await self.session.commit()
+
+    async def _readers(self) -> list[int]:
+        """The demo readers created now (none when they exist already: their history is there too)."""
+        names = [f"demo_reader_{n:02d}" for n in range(1, DEMO_READERS + 1)]
+        if await self.session.scalar(select(func.count()).select_from(User).where(User.username.in_(names))):
+            return []
+        # No one signs in as a reader: a hash of nothing any password matches.
+        readers = [
+            User(
+                email=f"{name.replace('_', '.')}@audioverse.demo",
+                username=name,
+                password_hash="!demo-reader",  # noqa: S106 - not a hash: no password matches it
+                role=Role.LISTENER,
+                is_verified=True,
+                credentials_changed_at=datetime.now(UTC),
+            )
+            for name in names
+        ]
+        self.session.add_all(readers)
+        await self.session.flush()
+        return [reader.id for reader in readers]
 
     def _person(self, cache: dict[str, Any], model: type[Author] | type[Narrator], name: str) -> Any:
         if name.lower() not in cache:

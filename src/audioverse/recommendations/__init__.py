@@ -1,0 +1,1 @@
+"""Recommendations: personal shelves, similar books, popularity — computed by workers, cached."""
