@@ -5,7 +5,6 @@ from audioverse.accounts import models as accounts_models
 from audioverse.catalog import models as catalog_models
 from audioverse.catalog import outbox as catalog_outbox
 from audioverse.listening import models as listening_models
-from audioverse.recommendations import models as recommendations_models
 from audioverse.reviews import models as reviews_models
 
 __all__ = [
@@ -14,6 +13,5 @@ __all__ = [
     "catalog_outbox",
     "jobs",
     "listening_models",
-    "recommendations_models",
     "reviews_models",
 ]

@@ -78,6 +78,19 @@ class LibraryEntry(Base):
     favorited_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
 
+class LibraryRemoval(Base):
+    """A book the listener took out of their library: a "not for me" that outlives the entry.
+
+    Recommendations never suggest it again; the removal writes it in its own transaction.
+    """
+
+    __tablename__ = "library_removal"
+    __table_args__ = (UniqueConstraint("user_id", "audiobook_id"),)
+
+    user_id: Mapped[int] = _user_fk()
+    audiobook_id: Mapped[int] = _book_fk()
+
+
 class PlayWindow(Base):
     """When a user's play of a book last counted toward its play count (one per 30 minutes)."""
 

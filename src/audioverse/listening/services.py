@@ -19,7 +19,14 @@ from audioverse.catalog.services import books_by_id
 from audioverse.catalog.views import audiobook_read, chapter_reads
 from audioverse.db import upsert_into
 from audioverse.errors import Conflict, FieldError, NotFound, Unprocessable
-from audioverse.listening.models import Bookmark, LibraryEntry, ListeningLedger, ListeningProgress, PlayWindow
+from audioverse.listening.models import (
+    Bookmark,
+    LibraryEntry,
+    LibraryRemoval,
+    ListeningLedger,
+    ListeningProgress,
+    PlayWindow,
+)
 from audioverse.listening.schemas import (
     BookmarkPatch,
     BookmarkRead,
@@ -431,7 +438,15 @@ class LibraryService(SQLAlchemyAsyncRepositoryService[LibraryEntry]):
         return await self._item(user, entry), created
 
     async def remove(self, user: User, audiobook_id: int) -> None:
-        await self.delete_where(user_id=user.id, audiobook_id=audiobook_id)
+        """Takes the book out of the library and remembers that it was taken out (see ``LibraryRemoval``)."""
+        removed = await self.delete_where(user_id=user.id, audiobook_id=audiobook_id)
+        if removed:
+            session = self.repository.session
+            await session.execute(
+                upsert_into(session, LibraryRemoval)
+                .values(user_id=user.id, audiobook_id=audiobook_id)
+                .on_conflict_do_nothing(index_elements=["user_id", "audiobook_id"])
+            )
 
     async def set_favorite(self, user: User, audiobook_id: int, favorite: bool) -> LibraryItem:
         """Marks (or unmarks) a favorite, adding the book to the library first if it is not there."""

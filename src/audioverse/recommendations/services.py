@@ -42,9 +42,8 @@ from audioverse.catalog.services import books_by_id
 from audioverse.catalog.views import audiobook_read
 from audioverse.errors import Conflict, NotFound
 from audioverse.jobs import TaskQueue, defer
-from audioverse.listening.models import LibraryEntry, ListeningLedger, ListeningProgress
+from audioverse.listening.models import LibraryEntry, LibraryRemoval, ListeningLedger, ListeningProgress
 from audioverse.recommendations import model
-from audioverse.recommendations.models import RecommendationDismissal
 from audioverse.recommendations.schemas import (
     ModelVersion,
     Pick,
@@ -464,7 +463,7 @@ class Shelves:
                 ),
                 rows(Review, "review", Review.rating, Review.updated_at),
                 rows(LibraryEntry, "library", case((LibraryEntry.is_favorite, 1), else_=0), LibraryEntry.updated_at),
-                rows(RecommendationDismissal, "dismissed", literal_column("0"), RecommendationDismissal.created_at),
+                rows(LibraryRemoval, "dismissed", literal_column("0"), LibraryRemoval.created_at),
             )
         ):
             if kind == "progress":

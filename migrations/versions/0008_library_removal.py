@@ -1,4 +1,4 @@
-"""recommendation dismissal: books a listener removed from their library, never recommended again
+"""library removal: books a listener took out of their library, never recommended again
 
 Revision ID: c0ffee000008
 Revises: c0ffee000007
@@ -17,7 +17,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "recommendation_dismissal",
+        "library_removal",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("audiobook_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -26,23 +26,23 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["audiobook_id"],
             ["audiobook.id"],
-            name=op.f("fk_recommendation_dismissal_audiobook_id_audiobook"),
+            name=op.f("fk_library_removal_audiobook_id_audiobook"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["user_id"],
             ["user_account.id"],
-            name=op.f("fk_recommendation_dismissal_user_id_user_account"),
+            name=op.f("fk_library_removal_user_id_user_account"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_recommendation_dismissal")),
-        sa.UniqueConstraint("user_id", "audiobook_id", name=op.f("uq_recommendation_dismissal_user_id")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_library_removal")),
+        sa.UniqueConstraint("user_id", "audiobook_id", name=op.f("uq_library_removal_user_id")),
     )
-    with op.batch_alter_table("recommendation_dismissal") as batch:
-        batch.create_index(batch.f("ix_recommendation_dismissal_user_id"), ["user_id"], unique=False)
+    with op.batch_alter_table("library_removal") as batch:
+        batch.create_index(batch.f("ix_library_removal_user_id"), ["user_id"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("recommendation_dismissal") as batch:
-        batch.drop_index(batch.f("ix_recommendation_dismissal_user_id"))
-    op.drop_table("recommendation_dismissal")
+    with op.batch_alter_table("library_removal") as batch:
+        batch.drop_index(batch.f("ix_library_removal_user_id"))
+    op.drop_table("library_removal")
