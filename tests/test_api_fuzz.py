@@ -62,6 +62,8 @@ PAGINATED = [
     "GET /api/listening/current",
     "GET /api/listening/history",
     "GET /api/listening/completed",
+    "GET /api/audiobooks/recommended",
+    "GET /api/audiobooks/{audiobook_id}/similar",
 ]
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 
