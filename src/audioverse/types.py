@@ -58,7 +58,7 @@ T = TypeVar("T")
 class ListPage(msgspec.Struct, Generic[T]):
     """One page of any list: the wire shape ``{items, total, limit, offset}`` of every list route.
 
-    Services answer advanced-alchemy's ``OffsetPagination`` (from ``list_and_count`` + ``to_schema``);
+    Services answer advanced-alchemy's ``OffsetPagination`` (from ``get_many_and_count`` + ``to_schema``);
     this generic struct is its wire form because msgspec structs reach OpenAPI as named components
     with every field required, where the dataclass appears inline with all fields optional.
     """

@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIType, Schema
-from litestar.params import Body
+from litestar.params import Body, JSONBody
 from litestar.response import Stream
 
 from audioverse.accounts.auth import PUBLIC, requires_admin
@@ -62,7 +62,7 @@ def email_link_route(
 
     async def email_link(
         self: Controller,
-        data: EmailRequest,
+        data: JSONBody[EmailRequest],
         request: Request[Any, Any, Any],
         users: NamedDependency[UserService],
         settings: NamedDependency[Settings],
@@ -99,7 +99,7 @@ class AuthController(Controller):
     )
     async def register(
         self,
-        data: RegisterRequest,
+        data: JSONBody[RegisterRequest],
         request: Request[Any, Any, Any],
         users: NamedDependency[UserService],
         settings: NamedDependency[Settings],
@@ -115,7 +115,7 @@ class AuthController(Controller):
         status_code=HTTPStatus.OK,
         responses=problem_responses(HTTPStatus.UNPROCESSABLE_ENTITY),
     )
-    async def verify_email(self, data: TokenRequest, users: NamedDependency[UserService]) -> UserRead:
+    async def verify_email(self, data: JSONBody[TokenRequest], users: NamedDependency[UserService]) -> UserRead:
         return users.to_schema(await users.verify_email(data.token), schema_type=UserRead)
 
     resend_verification = email_link_route(
@@ -131,7 +131,7 @@ class AuthController(Controller):
     )
     async def login(
         self,
-        data: LoginRequest,
+        data: JSONBody[LoginRequest],
         request: Request[Any, Any, Any],
         users: NamedDependency[UserService],
         settings: NamedDependency[Settings],
@@ -153,7 +153,7 @@ class AuthController(Controller):
     )
     async def refresh(
         self,
-        data: RefreshRequest,
+        data: JSONBody[RefreshRequest],
         users: NamedDependency[UserService],
         settings: NamedDependency[Settings],
         secret_key: NamedDependency[str],
@@ -161,7 +161,7 @@ class AuthController(Controller):
         return await users.refresh(data.refresh_token, settings, secret_key)
 
     @post("/logout", summary="Revoke this session's refresh family", status_code=HTTPStatus.NO_CONTENT)
-    async def logout(self, data: RefreshRequest, users: NamedDependency[UserService]) -> None:
+    async def logout(self, data: JSONBody[RefreshRequest], users: NamedDependency[UserService]) -> None:
         await users.logout(data.refresh_token)
 
     password_reset = email_link_route(
@@ -176,7 +176,10 @@ class AuthController(Controller):
         responses=problem_responses(HTTPStatus.UNPROCESSABLE_ENTITY),
     )
     async def password_reset_confirm(
-        self, data: PasswordResetConfirm, users: NamedDependency[UserService], settings: NamedDependency[Settings]
+        self,
+        data: JSONBody[PasswordResetConfirm],
+        users: NamedDependency[UserService],
+        settings: NamedDependency[Settings],
     ) -> None:
         await users.reset_password(data.token, data.new_password, settings)
 
@@ -198,7 +201,7 @@ class ProfileController(Controller):
     )
     async def replace(
         self,
-        data: ProfileReplace,
+        data: JSONBody[ProfileReplace],
         request: Request[User, Any, Any],
         users: NamedDependency[UserService],
         settings: NamedDependency[Settings],
@@ -212,7 +215,7 @@ class ProfileController(Controller):
     )
     async def update(
         self,
-        data: ProfilePatch,
+        data: JSONBody[ProfilePatch],
         request: Request[User, Any, Any],
         users: NamedDependency[UserService],
         settings: NamedDependency[Settings],
@@ -278,5 +281,7 @@ class AdminUsersController(Controller):
         summary="Change a user's role (admin)",
         responses=problem_responses(HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND),
     )
-    async def change_role(self, user_id: Id, data: RoleChange, users: NamedDependency[UserService]) -> UserRead:
+    async def change_role(
+        self, user_id: Id, data: JSONBody[RoleChange], users: NamedDependency[UserService]
+    ) -> UserRead:
         return users.to_schema(await users.change_role(user_id, data.role), schema_type=UserRead)

@@ -9,7 +9,7 @@ from litestar import Controller, HttpMethod, Request, delete, get, post, put, ro
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
-from litestar.params import Body, Parameter
+from litestar.params import Body, JSONBody, Parameter
 from litestar.response import Stream
 
 from audioverse.accounts.auth import PUBLIC, requires_curator, requires_verified
@@ -126,7 +126,7 @@ class AudiobookController(Controller):
     async def update_audiobook(
         self,
         audiobook_id: Id,
-        data: schemas.AudiobookUpdate,
+        data: JSONBody[schemas.AudiobookUpdate],
         audiobooks: NamedDependency[AudiobookService],
         request: Request[User, Any, Any],
     ) -> schemas.AudiobookDetail:
@@ -243,7 +243,7 @@ class PeopleController(Controller):
         responses=EDIT_ERRORS,
     )
     async def update_person(
-        self, person_id: Id, data: schemas.PersonUpdate, people: NamedDependency[PeopleService[Any]]
+        self, person_id: Id, data: JSONBody[schemas.PersonUpdate], people: NamedDependency[PeopleService[Any]]
     ) -> schemas.PersonRead:
         return await people.edit(person_id, data)
 

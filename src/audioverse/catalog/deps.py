@@ -73,7 +73,7 @@ def provide_search_query(
     catalog_filters: NamedDependency[SearchFilters],
     page: NamedDependency[Page],
     q: Annotated[str, text_query(500, "Search text.")] = "",
-    sort: SortOption = "relevance",
+    sort: Annotated[SortOption, Parameter(description="Order of the hits; relevance unless chosen.")] = "relevance",
     facets: Annotated[
         str | None,
         Parameter(

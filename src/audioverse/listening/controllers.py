@@ -11,7 +11,7 @@ from litestar import Controller, HttpMethod, Request, Response, delete, get, pos
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIHeader, OpenAPIResponse, Reference
-from litestar.params import Body, Parameter
+from litestar.params import Body, JSONBody, Parameter
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,7 +93,7 @@ class PlaybackController(Controller):
     async def add_bookmark(
         self,
         audiobook_id: Id,
-        data: BookmarkWrite,
+        data: JSONBody[BookmarkWrite],
         request: Request[User, Any, Any],
         bookmark_service: NamedDependency[BookmarkService],
     ) -> BookmarkRead:
@@ -232,7 +232,7 @@ class BookmarkController(Controller):
     async def update_bookmark(
         self,
         bookmark_id: Id,
-        data: BookmarkPatch,
+        data: JSONBody[BookmarkPatch],
         request: Request[User, Any, Any],
         bookmark_service: NamedDependency[BookmarkService],
     ) -> BookmarkRead:
@@ -268,7 +268,7 @@ class ProgressController(Controller):
     async def save_progress(
         self,
         audiobook_id: Id,
-        data: ProgressWrite,
+        data: JSONBody[ProgressWrite],
         request: Request[User, Any, Any],
         progress_service: NamedDependency[ProgressService],
     ) -> ProgressRead:

@@ -270,7 +270,7 @@ class ProgressService(SQLAlchemyAsyncRepositoryService[ListeningProgress]):
         filters: list[ColumnElement[bool]] = [ListeningProgress.user_id == user.id]
         if completed is not None:
             filters.append(ListeningProgress.is_completed.is_(completed))
-        rows, total = await self.list_and_count(
+        rows, total = await self.get_many_and_count(
             *filters,
             page,
             order_by=[ListeningProgress.last_listened_at.desc(), ListeningProgress.id.desc()],
@@ -360,7 +360,7 @@ class BookmarkService(SQLAlchemyAsyncRepositoryService[Bookmark]):
 
     async def in_book(self, user: User, audiobook_id: int) -> list[BookmarkRead]:
         await find_book(self.repository.session, audiobook_id)
-        rows = await self.list(
+        rows = await self.get_many(
             Bookmark.user_id == user.id,
             Bookmark.audiobook_id == audiobook_id,
             order_by=[Bookmark.position_seconds.asc(), Bookmark.id.asc()],
@@ -429,7 +429,7 @@ class LibraryService(SQLAlchemyAsyncRepositoryService[LibraryEntry]):
         if favorites_only:
             filters.append(LibraryEntry.is_favorite.is_(True))
         newest = LibraryEntry.favorited_at if favorites_only else LibraryEntry.created_at
-        entries, total = await self.list_and_count(*filters, page, order_by=[newest.desc(), LibraryEntry.id.desc()])
+        entries, total = await self.get_many_and_count(*filters, page, order_by=[newest.desc(), LibraryEntry.id.desc()])
         return self.to_schema(await self._items(user, entries), total, filters=[page], schema_type=LibraryItem)
 
     async def add(self, user: User, audiobook_id: int, shelf: str | None) -> tuple[LibraryItem, bool]:

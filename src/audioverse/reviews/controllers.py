@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from audioverse.accounts.auth import PUBLIC, requires_curator, requires_verified
 from audioverse.accounts.models import User
@@ -32,7 +32,9 @@ class BookReviewsController(Controller):
         audiobook_id: Id,
         reviews: NamedDependency[ReviewService],
         page: NamedDependency[Page],
-        sort: ReviewSort = "-helpful_count",
+        sort: Annotated[
+            ReviewSort, Parameter(description="Order: most helpful, newest, or by rating.")
+        ] = "-helpful_count",
         rating: Annotated[int | None, Parameter(ge=1, le=5, description="Only this rating.")] = None,
     ) -> ListPage[ReviewRead]:
         return ListPage.of(await reviews.visible_page(audiobook_id, page, sort=sort, rating=rating))
@@ -46,7 +48,7 @@ class BookReviewsController(Controller):
     async def create_review(
         self,
         audiobook_id: Id,
-        data: ReviewCreate,
+        data: JSONBody[ReviewCreate],
         reviews: NamedDependency[ReviewService],
         request: Request[User, Any, Any],
     ) -> Response[ReviewRead]:
@@ -63,7 +65,7 @@ class ReviewController(Controller):
     async def update_review(
         self,
         review_id: Id,
-        data: ReviewUpdate,
+        data: JSONBody[ReviewUpdate],
         reviews: NamedDependency[ReviewService],
         request: Request[User, Any, Any],
     ) -> ReviewRead:
@@ -111,7 +113,7 @@ class ReviewController(Controller):
     async def moderate(
         self,
         review_id: Id,
-        data: Moderation,
+        data: JSONBody[Moderation],
         reviews: NamedDependency[ReviewService],
         request: Request[User, Any, Any],
     ) -> ReviewRead:
