@@ -8,8 +8,7 @@ from typing import Literal, NamedTuple, get_args
 
 import msgspec
 
-SortOption = Literal[
-    "relevance",
+FieldOrder = Literal[
     "title",
     "-title",
     "release_date",
@@ -23,6 +22,8 @@ SortOption = Literal[
     "created_at",
     "-created_at",
 ]
+"""An order by one field, ``-`` for descending: what a plain list offers."""
+SortOption = Literal["relevance", FieldOrder]
 SortField = Literal["title", "release_date", "duration_seconds", "average_rating", "play_count", "created_at"]
 FacetName = Literal["genres", "languages", "authors", "narrators", "duration"]
 

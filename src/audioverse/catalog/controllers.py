@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from litestar import Controller, HttpMethod, Request, delete, get, post, put, route
 from litestar.di import NamedDependency
@@ -24,22 +24,8 @@ from audioverse.openapi import ImageOperation, file_field, form_operation
 from audioverse.storage import ObjectNotFound, Storage
 from audioverse.types import Id, ListPage, Page, text_query
 from audioverse.uploads import IMAGE_TYPES
-from search.query import SearchFilters
+from search.query import FieldOrder, SearchFilters
 
-SortField = Literal[
-    "title",
-    "-title",
-    "release_date",
-    "-release_date",
-    "duration_seconds",
-    "-duration_seconds",
-    "average_rating",
-    "-average_rating",
-    "play_count",
-    "-play_count",
-    "created_at",
-    "-created_at",
-]
 NOT_FOUND = problem_responses(HTTPStatus.NOT_FOUND)
 UPLOAD_FORM_OVERHEAD_BYTES = 16 * 1024 * 1024  # the cover and metadata fields beside the audio
 EDIT_ERRORS = problem_responses(
@@ -106,7 +92,7 @@ class AudiobookController(Controller):
         audiobooks: NamedDependency[AudiobookService],
         catalog_filters: NamedDependency[SearchFilters],
         page: NamedDependency[Page],
-        sort: Annotated[SortField, Parameter(description="Field, `-` for descending.")] = "-created_at",
+        sort: Annotated[FieldOrder, Parameter(description="Field, `-` for descending.")] = "-created_at",
     ) -> ListPage[schemas.AudiobookRead]:
         return ListPage.of(await audiobooks.list_books(catalog_filters, sort, page))
 
