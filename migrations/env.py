@@ -1,14 +1,20 @@
 """Alembic environment: runs migrations on SQLite (batch mode) and PostgreSQL."""
 
 import asyncio
+import warnings
 from typing import TYPE_CHECKING, cast
 
 from advanced_alchemy.base import metadata_registry
 from alembic import context
 from sqlalchemy import pool
+from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import audioverse.model_registry  # noqa: F401  (fills the metadata with every table)
+
+# SQLite's batch mode reflects the tables a changed table points at; their expression indexes (lower(title),
+# lower(username)) cannot be reflected but are left untouched, so the warning on every first start is noise.
+warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index", SAWarning)
 
 if TYPE_CHECKING:
     from advanced_alchemy.alembic.commands import AlembicCommandConfig
