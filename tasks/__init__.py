@@ -1,5 +1,1 @@
-"""Taskiq tasks of AudioVerse: registration on a broker, worker and scheduler entry points."""
-
-from tasks.registry import register_tasks
-
-__all__ = ["register_tasks"]
+"""The Taskiq process entry points above the service: the worker's broker and the scheduler."""

@@ -3,7 +3,7 @@
 from audioverse.config import Settings
 from audioverse.jobs import build_broker
 from audioverse.logs import configure_logging
-from tasks.registry import register_tasks
+from audioverse.task_registry import register_tasks
 
 settings = Settings.from_env()
 # Each worker process logs as the app does; a forked one would otherwise inherit a queue handler whose thread is gone.

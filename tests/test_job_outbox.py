@@ -33,7 +33,7 @@ from audioverse.db import migrate_to_head, session_factory, sqlalchemy_config
 from audioverse.jobs import RUN_JOB_TASK, Job, TaskQueue, build_broker, defer, send_after_commit
 from audioverse.reviews.models import Review
 from audioverse.storage import ObjectNotFound, build_storage
-from tasks import register_tasks
+from audioverse.task_registry import register_tasks
 from tests.accounts.test_auth_flow import bearer
 from tests.catalog.fixtures import MakeBook, Tokens
 from tests.services import (

@@ -14,7 +14,7 @@ from taskiq_redis import ListRedisScheduleSource
 from audioverse.config import Settings
 from audioverse.jobs import TaskQueue, build_broker
 from audioverse.jobs import build_scheduler as scheduler_for
-from tasks import register_tasks
+from audioverse.task_registry import register_tasks
 from tasks.scheduler import scheduler
 from tests.services import REDIS_URL
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from importlib.metadata import entry_points
 
 import structlog
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
@@ -17,12 +16,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
 from litestar.response import Redirect
-from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
 from redis.asyncio import Redis
-from taskiq import AsyncBroker, InMemoryBroker
+from taskiq import InMemoryBroker
 
 from audioverse import __version__
 from audioverse.accounts.auth import build_jwt_auth
@@ -37,6 +35,7 @@ from audioverse.catalog.controllers import (
     NarratorController,
 )
 from audioverse.catalog.indexing import build_search_engine, search_store_for
+from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.catalog.search_controllers import SearchAdminController, SearchController
 from audioverse.catalog.seed import DemoSeeder
 from audioverse.cli import AudioverseCLIPlugin
@@ -54,7 +53,6 @@ from audioverse.listening.controllers import (
     StreamController,
 )
 from audioverse.logs import RequestLogMiddleware, structlog_config
-from audioverse.model_registry import catalog_outbox  # noqa: F401  (outbox rows on every catalog flush)
 from audioverse.openapi import ClosedStructSchemaPlugin, ContractDocs
 from audioverse.ratelimit import RateLimiter, window_counter
 from audioverse.recommendations.controllers import RecommendationAdminController, RecommendationController
@@ -62,29 +60,11 @@ from audioverse.reviews.controllers import BookReviewsController, ReviewControll
 from audioverse.signing import resolve_secret_key
 from audioverse.stats.controllers import UserStatsController
 from audioverse.storage import Storage, build_storage
+from audioverse.task_registry import register_tasks
 from audioverse.types import PAGE_DEPENDENCY
 from search import SearchEngine, SearchEngineError
 
 OPENAPI_PATH = "/api/schema"
-TASK_REGISTRY_ENTRY_POINTS = "audioverse.tasks"
-
-
-def register_tasks(
-    broker: AsyncBroker, settings: Settings, *, search: SearchEngine | None, search_store: Store | None
-) -> None:
-    """Register the tasks on ``broker`` through the entry point the ``tasks`` package declares.
-
-    The service names tasks but never imports them: ``tasks`` sits above ``audioverse`` and plugs in
-    here, as the worker command names ``tasks.worker:broker``.
-    """
-    registries = entry_points(group=TASK_REGISTRY_ENTRY_POINTS)
-    if len(registries) != 1:
-        raise RuntimeError(
-            f"Expected one {TASK_REGISTRY_ENTRY_POINTS!r} entry point, found {len(registries)}: install the project "
-            "(uv sync) so its metadata declares the task registry."
-        )
-    (registry,) = registries
-    registry.load()(broker, settings, search=search, search_store=search_store)
 
 
 @get("/api/docs", include_in_schema=False, cache=False)
@@ -145,6 +125,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     ensure_data_dir(settings)
     secret_key = resolve_secret_key(settings)
     database = litestar_sqlalchemy_config(settings)
+    # Requests, and the demo seed at start, write the catalog through this database's sessions.
+    install_catalog_outbox(database)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     storage = build_storage(settings)
     search = build_search_engine(settings)

@@ -18,6 +18,7 @@ from taskiq.cli.worker.run import run_worker
 
 from audioverse.accounts.services import UserService
 from audioverse.catalog.indexing import build_search_engine, claim_reindex, reindex, search_store_for
+from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.catalog.seed import DEMO_PASSWORD, DEMO_USERS, DemoSeeder
 from audioverse.config import Settings
 from audioverse.db import migrate_to_head, sqlalchemy_config
@@ -88,6 +89,7 @@ def seed_command(books: int | None, force: bool) -> None:
     settings = Settings.from_env()
     count = books or settings.demo_books
     database = sqlalchemy_config(settings)
+    install_catalog_outbox(database)  # the seeded books reach the search index as any catalog write does
 
     async def seed() -> int:
         await migrate_to_head(database)

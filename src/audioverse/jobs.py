@@ -75,7 +75,7 @@ def build_broker(settings: Settings) -> AsyncBroker:
 
 
 class TaskQueue:
-    """Asks for background work by task name, so domain code never imports the ``tasks`` package."""
+    """Asks for background work by task name, so a caller never imports the task (nor the worker that runs it)."""
 
     def __init__(self, broker: AsyncBroker) -> None:
         self.broker = broker

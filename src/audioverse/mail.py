@@ -15,6 +15,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from audioverse.config import Settings
 
+EMAIL_TASK = "email.send"
+"""The job that delivers one message: ``defer(session, EMAIL_TASK, msgspec.to_builtins(email))``."""
 SMTP_OK = 250
 
 

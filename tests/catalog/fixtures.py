@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from audioverse.accounts.models import Role, User
 from audioverse.catalog.models import Audiobook, Chapter
+from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.catalog.services import AudiobookService
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
@@ -51,6 +52,7 @@ def book_maker(
     the app's broker on the app's loop, as the app sends its own; without it the job waits for the sweep.
     """
     database = sqlalchemy_config(settings)
+    install_catalog_outbox(database)  # each book reaches the search index as one the app writes does
 
     async def make(
         *,

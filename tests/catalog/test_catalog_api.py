@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import event, func, select
 
 from audioverse.catalog.models import Audiobook, CatalogOutbox, OutboxEntity, OutboxOperation
+from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
 from tests.accounts.test_auth_flow import bearer
@@ -355,6 +356,7 @@ async def test_catalog_writes_leave_outbox_rows(
 
 async def test_a_rolled_back_write_leaves_no_outbox_row(settings: Settings) -> None:
     database = sqlalchemy_config(settings)
+    install_catalog_outbox(database)
     async with database.get_session() as session:
         before = await session.scalar(select(func.coalesce(func.max(CatalogOutbox.id), 0)))
         newer = select(func.count()).where(CatalogOutbox.id > before)

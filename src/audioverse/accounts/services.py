@@ -23,7 +23,7 @@ from audioverse.accounts.schemas import ProfilePatch, ProfileReplace, TokenPair
 from audioverse.config import Settings
 from audioverse.errors import Conflict, FieldError, NotFound, Unauthorized, Unprocessable
 from audioverse.jobs import defer
-from audioverse.mail import OutgoingEmail, render_email
+from audioverse.mail import EMAIL_TASK, OutgoingEmail, render_email
 from audioverse.signing import new_opaque_token, token_digest
 from audioverse.storage import DELETE_TASK as DELETE_STORED_OBJECTS
 from audioverse.storage import ObjectInfo, ObjectNotFound, Storage
@@ -32,7 +32,6 @@ from audioverse.uploads import identify_image_async, save_upload
 INVALID_CREDENTIALS = "Invalid username/email or password."
 INVALID_REFRESH = "The refresh token is invalid, expired or already used; log in again."
 NO_PICTURE = "This user has no profile picture."
-EMAIL_TASK = "email.send"
 
 
 def utcnow() -> datetime:

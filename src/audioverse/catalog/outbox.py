@@ -1,13 +1,17 @@
 """Writes a search-outbox row for every catalog change, inside the flush that makes the change.
 
 The same transaction defers one ``search.drain`` job (see :mod:`audioverse.jobs`), which applies the
-rows to the search engine once the change has committed.
+rows to the search engine once the change has committed. The hook is explicit: whatever opens a
+database that may write the catalog (the app, the worker, the seed command) calls
+:func:`install_catalog_outbox` on it; other sessions in the process are left alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from sqlalchemy import event, insert, inspect
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -20,6 +24,7 @@ from audioverse.catalog.models import (
     OutboxEntity,
     OutboxOperation,
 )
+from audioverse.db import session_factory
 from audioverse.jobs import defer_sync
 
 Change = tuple[OutboxEntity, int, OutboxOperation]
@@ -68,7 +73,6 @@ def _changes(session: Session) -> set[Change]:
     return changes
 
 
-@event.listens_for(Session, "after_flush")
 def record_catalog_changes(session: Session, flush_context: UOWTransaction) -> None:
     """Same transaction, same connection: the row exists exactly when the change commits."""
     if changes := _changes(session):
@@ -78,3 +82,19 @@ def record_catalog_changes(session: Session, flush_context: UOWTransaction) -> N
         ]
         session.connection().execute(insert(CatalogOutbox), rows)
         defer_sync(session, DRAIN_TASK)
+
+
+def install_catalog_outbox(database: SQLAlchemyAsyncConfig) -> Callable[[], None]:
+    """Write outbox rows in every flush of ``database``'s sessions; returns the call that stops it.
+
+    Installing it again on the same database changes nothing (one flush writes its rows once).
+    """
+    factory = session_factory(database)
+    if not event.contains(factory, "after_flush", record_catalog_changes):
+        event.listen(factory, "after_flush", record_catalog_changes)
+
+    def uninstall() -> None:
+        if event.contains(factory, "after_flush", record_catalog_changes):
+            event.remove(factory, "after_flush", record_catalog_changes)
+
+    return uninstall

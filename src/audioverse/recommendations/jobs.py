@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Protocol
-
 import msgspec
-from advanced_alchemy.config import SQLAlchemyAsyncConfig
-from litestar.stores.base import Store
-from taskiq import Context, TaskiqDepends
 
 from audioverse.recommendations.schemas import RebuildClaim
+from audioverse.recommendations.services import REBUILD_TASK, REFRESH_USER_TASK, rebuild_if_idle, refresh_user
 from audioverse.recommendations.services import rebuild as rebuild_model
-from audioverse.recommendations.services import rebuild_if_idle, refresh_user
+from audioverse.task_runtime import Resources, TaskSpec
 
-
-class TaskResources(Protocol):
-    """What these tasks use of the worker's resources (``tasks.runtime.TaskResources``)."""
-
-    database: SQLAlchemyAsyncConfig
-    search_store: Store
-
-
-def _resources(context: Annotated[Context, TaskiqDepends()]) -> TaskResources:
-    resources: TaskResources = context.state.resources
-    return resources
-
-
-# The worker's resources, as ``tasks.runtime.Resources`` injects them; domain code cannot import tasks.
-Resources = Annotated[TaskResources, TaskiqDepends(_resources)]
+NIGHTLY_TASK = "recommendations.nightly"
 
 
 async def rebuild(claim: dict[str, object], resources: Resources) -> dict[str, object]:
@@ -46,3 +28,10 @@ async def rebuild_nightly(resources: Resources) -> dict[str, object]:
 async def refresh(user_id: int, resources: Resources) -> int:
     """Recompute one listener's list after their listening changed; returns its length."""
     return await refresh_user(resources.database, resources.search_store, user_id)
+
+
+TASKS = [
+    TaskSpec(REBUILD_TASK, rebuild),
+    TaskSpec(NIGHTLY_TASK, rebuild_nightly, {"schedule": [{"cron": "40 3 * * *"}]}),
+    TaskSpec(REFRESH_USER_TASK, refresh),
+]

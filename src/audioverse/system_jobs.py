@@ -1,4 +1,4 @@
-"""The job outbox's tasks: run one deferred job exactly once, and resend every job still due.
+"""Tasks of the task system itself: run one deferred job exactly once, resend every job still due, and ping.
 
 A job runs under a claim on its row and its row is deleted by the transaction that ends the claim.
 On PostgreSQL the claim is ``SELECT … FOR UPDATE SKIP LOCKED`` held while the job runs: a second send
@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import Context, TaskiqDepends
 
-from audioverse.jobs import RUN_JOB_TASK, Job, TaskQueue, retry_delay
-from tasks.runtime import Resources, TaskResources
+from audioverse.jobs import RUN_JOB_TASK, SWEEP_JOBS_TASK, Job, TaskQueue, retry_delay
+from audioverse.task_runtime import EVERY_MINUTE, RETRY, Resources, TaskResources, TaskSpec
 
 SWEEP_BATCH = 1000
 logger = structlog.get_logger(__name__)
@@ -101,3 +101,18 @@ async def sweep(context: Annotated[Context, TaskiqDepends()], resources: Resourc
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             await queue.enqueue(RUN_JOB_TASK, job_id)
     return len(due)
+
+
+async def ping(resources: Resources) -> str:
+    """Answer ``pong`` after touching the database, proving the worker's resources work."""
+    async with resources.database.get_session() as session:
+        await session.execute(text("SELECT 1"))
+    return "pong"
+
+
+TASKS = [
+    TaskSpec("system.ping", ping),
+    # Deferred jobs (audioverse.jobs.defer): each is sent after its commit, and the sweep resends any still due.
+    TaskSpec(RUN_JOB_TASK, run_job, RETRY),
+    TaskSpec(SWEEP_JOBS_TASK, sweep, EVERY_MINUTE),
+]

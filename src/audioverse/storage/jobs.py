@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.runtime import Resources
+from audioverse.storage import DELETE_TASK
+from audioverse.task_runtime import Resources, TaskSpec
 
 
 async def delete_objects(keys: list[str], resources: Resources) -> int:
@@ -10,3 +11,6 @@ async def delete_objects(keys: list[str], resources: Resources) -> int:
     for key in keys:
         await resources.storage.delete(key)
     return len(keys)
+
+
+TASKS = [TaskSpec(DELETE_TASK, delete_objects)]

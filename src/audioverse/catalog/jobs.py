@@ -1,11 +1,12 @@
-"""Search tasks: drain the catalog outbox into the engine, and rebuild the index from scratch."""
+"""Search tasks of the catalog: drain the catalog outbox into the engine, and rebuild the index from scratch."""
 
 from __future__ import annotations
 
 import msgspec
 
-from audioverse.catalog.indexing import ReindexStatus, drain_outbox, read_status, reindex
-from tasks.runtime import Resources
+from audioverse.catalog.indexing import REINDEX_TASK, ReindexStatus, drain_outbox, read_status, reindex
+from audioverse.catalog.outbox import DRAIN_TASK
+from audioverse.task_runtime import EVERY_MINUTE, RETRY, Resources, TaskSpec
 
 
 async def drain(resources: Resources) -> int:
@@ -24,3 +25,10 @@ async def rebuild(status: dict[str, object], resources: Resources) -> dict[str, 
     finished = await reindex(resources.database, resources.search, resources.search_store, job)
     result: dict[str, object] = msgspec.to_builtins(finished)
     return result
+
+
+TASKS = [
+    # Each catalog commit defers a drain job; the drain every minute also catches rows written otherwise.
+    TaskSpec(DRAIN_TASK, drain, {**RETRY, **EVERY_MINUTE}),
+    TaskSpec(REINDEX_TASK, rebuild),
+]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from audioverse.reviews.services import recompute_aggregates, repair_helpful_counts
-from tasks.runtime import Resources
+from audioverse.reviews.services import AGGREGATE_TASK, recompute_aggregates, repair_helpful_counts
+from audioverse.task_runtime import RETRY, Resources, TaskSpec
+
+REPAIR_TASK = "reviews.recompute_all"
 
 
 async def recompute_book_aggregates(audiobook_ids: list[int], resources: Resources) -> int:
@@ -21,3 +23,9 @@ async def recompute_all_aggregates(resources: Resources) -> int:
         changed = await recompute_aggregates(session)
         await session.commit()
     return changed
+
+
+TASKS = [
+    TaskSpec(AGGREGATE_TASK, recompute_book_aggregates, RETRY),
+    TaskSpec(REPAIR_TASK, recompute_all_aggregates, {"schedule": [{"cron": "17 * * * *"}]}),
+]
