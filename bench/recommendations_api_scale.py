@@ -25,27 +25,34 @@ import json
 import os
 import platform
 import secrets
+import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
 import msgspec
 import numpy as np
+from advanced_alchemy.filters import LimitOffset
+from litestar.stores.base import Store
 from litestar.stores.redis import RedisStore
 from redis.asyncio import Redis
+from sqlalchemy import event
+from taskiq import InMemoryBroker
 
+from audioverse.accounts.models import User
 from audioverse.accounts.passwords import hash_password
 from audioverse.catalog.indexing import search_store_for
 from audioverse.config import Settings
 from audioverse.db import migrate_to_head, sqlalchemy_config
-from audioverse.recommendations.services import RecommendationCache, rebuild
+from audioverse.jobs import TaskQueue
+from audioverse.recommendations.services import RecommendationCache, RecommendationService, rebuild
 from bench.common import audioverse_environment, fresh_postgres_database, login, running_service
 from bench.recommendations import RESULTS, Catalog, Events, make_catalog, make_events
 from bench.recommendations_api import Request, health_samples, percentiles, time_routes, wait_for_rebuild
@@ -414,6 +421,108 @@ def measure(base: str, prepared: dict[str, Any], rounds: int) -> dict[str, Any]:
     }
 
 
+class Ledger:
+    """Time spent in SQL statements (by statement) and in store reads during one service call."""
+
+    def __init__(self) -> None:
+        self.sql: dict[str, list[float]] = {}
+        self.store: list[float] = []
+        self._started: list[float] = []
+
+    def before(self, *_args: Any) -> None:
+        self._started.append(time.perf_counter())
+
+    def after(self, _connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        key = " ".join(statement.split())[:90]
+        self.sql.setdefault(key, []).append(time.perf_counter() - self._started.pop())
+
+
+class TimedStore:
+    """A store whose reads are timed into a ledger; everything else is the wrapped store's."""
+
+    def __init__(self, store: Store, ledger: Ledger) -> None:
+        self._store = store
+        self._ledger = ledger
+
+    async def get(self, key: str, renew_for: int | None = None) -> bytes | None:
+        started = time.perf_counter()
+        try:
+            return await self._store.get(key, renew_for)
+        finally:
+            self._ledger.store.append(time.perf_counter() - started)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def breakdown(settings: Settings, prepared: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """The same calls in this process, without HTTP and auth: where a request's time goes.
+
+    Each route's service call ``rounds`` times on a fresh session, as a request gets; SQL time is
+    measured around each statement's execution (asyncpg's round trip included), store time around
+    each Redis read. What is left is Python: decoding the lists, the ORM building the books, the
+    reasons.
+    """
+    database = sqlalchemy_config(settings)
+    ledger = Ledger()
+    store = cast(Store, TimedStore(search_store_for(settings), ledger))
+    engine = database.get_engine().sync_engine
+    event.listen(engine, "before_cursor_execute", ledger.before)
+    event.listen(engine, "after_cursor_execute", ledger.after)
+    task_queue = TaskQueue(InMemoryBroker())
+    page = LimitOffset(limit=20, offset=0)
+    books, genres = prepared["books"], prepared["genres"]
+    calls: dict[str, Callable[[RecommendationService, User | None, int], Awaitable[Any]]] = {
+        "recommended_listener": lambda service, user, i: service.recommended(store, task_queue, user, None, page),
+        "recommended_genre_listener": lambda service, user, i: service.recommended(
+            store, task_queue, user, genres[i], page
+        ),
+        "recommended_anonymous": lambda service, user, i: service.recommended(store, task_queue, None, None, page),
+        "similar_anonymous": lambda service, user, i: service.similar(store, None, books[i], page),
+        "similar_listener": lambda service, user, i: service.similar(store, user, books[i], page),
+    }
+    report: dict[str, Any] = {}
+    try:
+        async with database.get_session() as session:
+            users = [await session.get(User, user) for user in prepared["listeners"]]
+        for name, call in calls.items():
+            totals, sql_totals, sql_counts, store_totals = [], [], [], []
+            by_statement: dict[str, list[float]] = {}
+            for i in range(rounds + len(users)):
+                index = i % len(users)
+                ledger.sql, ledger.store = {}, []
+                started = time.perf_counter()
+                async with database.get_session() as session:
+                    await call(RecommendationService(session=session), users[index], index)
+                elapsed = time.perf_counter() - started
+                if i < len(users):
+                    continue  # one untimed call per variant, as over HTTP
+                totals.append(elapsed)
+                sql_totals.append(sum(sum(t) for t in ledger.sql.values()))
+                sql_counts.append(sum(len(t) for t in ledger.sql.values()))
+                store_totals.append(sum(ledger.store))
+                for statement, spent in ledger.sql.items():
+                    by_statement.setdefault(statement, []).extend(spent)
+            report[name] = {
+                "service_call": percentiles(totals),
+                "sql_ms_mean": round(statistics.fmean(sql_totals) * 1000, 2),
+                "sql_statements_mean": round(statistics.fmean(sql_counts), 1),
+                "store_reads_ms_mean": round(statistics.fmean(store_totals) * 1000, 2),
+                "python_ms_mean": round(
+                    (statistics.fmean(totals) - statistics.fmean(sql_totals) - statistics.fmean(store_totals)) * 1000,
+                    2,
+                ),
+                "sql_by_statement_ms_mean_per_call": {
+                    statement: round(sum(spent) / len(totals) * 1000, 2)
+                    for statement, spent in sorted(by_statement.items(), key=lambda item: -sum(item[1]))
+                },
+            }
+            print(name, {k: v for k, v in report[name].items() if k != "sql_by_statement_ms_mean_per_call"}, flush=True)
+    finally:
+        await database.get_engine().dispose()
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--books", type=int, default=100_000)
@@ -448,6 +557,8 @@ def main() -> None:
             log("timing the routes against audioverse run")
             with running_service(data_dir, **service_settings) as (base, _process):
                 measured = measure(base, prepared, args.rounds)
+            log("the same calls in this process, without HTTP")
+            in_process = asyncio.run(breakdown(settings, prepared, args.rounds))
         finally:
             asyncio.run(drop_redis_keys(settings))
     result = {
@@ -465,6 +576,7 @@ def main() -> None:
         "load_average_at_rebuild": prepared["load_average_at_rebuild"],
         "rebuild": prepared["rebuild"],
         **measured,
+        "in_process_breakdown": in_process,
         "goal": {"p95_ms_max": 15},
         "wall_seconds": round(time.monotonic() - STARTED, 1),
     }
