@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import platform
@@ -28,12 +29,14 @@ import secrets
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
+from unittest.mock import patch
 
 import asyncpg
 import httpx
@@ -52,6 +55,7 @@ from audioverse.catalog.indexing import search_store_for
 from audioverse.config import Settings
 from audioverse.db import migrate_to_head, sqlalchemy_config
 from audioverse.jobs import TaskQueue
+from audioverse.recommendations import services
 from audioverse.recommendations.services import RecommendationCache, RecommendationService, rebuild
 from bench.common import audioverse_environment, fresh_postgres_database, login, running_service
 from bench.recommendations import RESULTS, Catalog, Events, make_catalog, make_events
@@ -322,6 +326,41 @@ async def load(
     return counts
 
 
+@contextmanager
+def rebuild_phases() -> Iterator[dict[str, float]]:
+    """Seconds of each phase of ``rebuild`` (read, build, write), by wrapping its parts in this process."""
+    phases: dict[str, float] = {}
+
+    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(function):
+
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await function(*args, **kwargs)
+                finally:
+                    phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
+
+            return timed_async
+
+        def timed_sync(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
+
+        return timed_sync
+
+    with (
+        patch.object(services, "load_signals", timed("read_signals", services.load_signals)),
+        patch.object(services, "load_catalog", timed("read_catalog", services.load_catalog)),
+        patch.object(services, "compute", timed("compute", services.compute)),
+        patch.object(RecommendationCache, "put", timed("write_store", RecommendationCache.put)),
+    ):
+        yield phases
+
+
 async def prepare(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Schema, data, rebuild: what the service then serves; returns the timings and the picked variants."""
     rng = np.random.default_rng(args.seed)
@@ -348,8 +387,10 @@ async def prepare(args: argparse.Namespace, settings: Settings) -> dict[str, Any
         log("rebuilding the model (recommendations.services.rebuild, as the worker's task)")
         load_at_rebuild = os.getloadavg()
         started = time.perf_counter()
-        status = await rebuild(database, store, claim)
+        with rebuild_phases() as phases:
+            status = await rebuild(database, store, claim)
         rebuild_seconds = time.perf_counter() - started
+        log(f"rebuild phases: { {name: round(seconds, 1) for name, seconds in phases.items()} }")
         log(f"rebuild {status.state} in {rebuild_seconds:.1f} s")
         if status.state != "succeeded":
             raise RuntimeError(f"the rebuild failed: {status.error}")
@@ -362,6 +403,7 @@ async def prepare(args: argparse.Namespace, settings: Settings) -> dict[str, Any
             "generate_seconds": round(generate_seconds, 1),
             "load_seconds": round(load_seconds, 1),
             "rebuild_seconds": round(rebuild_seconds, 1),
+            "rebuild_phase_seconds": {name: round(seconds, 1) for name, seconds in phases.items()},
             "load_average_at_rebuild": [round(x, 2) for x in load_at_rebuild],
             "rebuild": msgspec.to_builtins(status),
             "listeners": [int(x) for x in listeners],
@@ -460,8 +502,9 @@ async def breakdown(settings: Settings, prepared: dict[str, Any], rounds: int) -
 
     Each route's service call ``rounds`` times on a fresh session, as a request gets; SQL time is
     measured around each statement's execution (asyncpg's round trip included), store time around
-    each Redis read. What is left is Python: decoding the lists, the ORM building the books, the
-    reasons.
+    each Redis read. What is left is mostly Python (decoding the lists, the ORM building the books,
+    the reasons), plus the round trips that are not statements: the pool's pre-ping at checkout, the
+    transaction's begin and its rollback at the end.
     """
     database = sqlalchemy_config(settings)
     ledger = Ledger()
@@ -508,7 +551,7 @@ async def breakdown(settings: Settings, prepared: dict[str, Any], rounds: int) -
                 "sql_ms_mean": round(statistics.fmean(sql_totals) * 1000, 2),
                 "sql_statements_mean": round(statistics.fmean(sql_counts), 1),
                 "store_reads_ms_mean": round(statistics.fmean(store_totals) * 1000, 2),
-                "python_ms_mean": round(
+                "rest_ms_mean": round(
                     (statistics.fmean(totals) - statistics.fmean(sql_totals) - statistics.fmean(store_totals)) * 1000,
                     2,
                 ),
@@ -573,6 +616,7 @@ def main() -> None:
         "data_generate_seconds": prepared["generate_seconds"],
         "data_load_seconds": prepared["load_seconds"],
         "rebuild_seconds": prepared["rebuild_seconds"],
+        "rebuild_phase_seconds": prepared["rebuild_phase_seconds"],
         "load_average_at_rebuild": prepared["load_average_at_rebuild"],
         "rebuild": prepared["rebuild"],
         **measured,
