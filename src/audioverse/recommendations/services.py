@@ -649,14 +649,17 @@ class RecommendationService(SQLAlchemyAsyncRepositoryService[Audiobook]):
                 if history.changed_at is not None and history.changed_at > generated_at:
                     await cache.ask_refresh(task_queue, user.id)
         picks = [pick for pick in picks if pick.book not in history.seen]
-        fillers = [genre.id] if genre else await shelves.favourite_genres(history)
-        genres = await self._genres(fillers)
-        for genre_id in [*fillers, None]:
-            if len(picks) >= SHELF_SIZE:
-                break
-            # A filler from one of the listener's genres says so; the overall popular shelf says "popular".
-            from_genre = genre_id if genre is None else None
-            picks += [Pick(book, genre=from_genre or 0) for book in await shelves.popular(genre_id)]
+        genres: dict[int, Genre] = {}
+        # A full list needs no fillers, nor the genres they come from (two queries fewer on the usual path).
+        if len(picks) < SHELF_SIZE:
+            fillers = [genre.id] if genre else await shelves.favourite_genres(history)
+            genres = await self._genres(fillers)
+            for genre_id in [*fillers, None]:
+                if len(picks) >= SHELF_SIZE:
+                    break
+                # A filler from one of the listener's genres says so; the overall popular shelf says "popular".
+                from_genre = genre_id if genre is None else None
+                picks += [Pick(book, genre=from_genre or 0) for book in await shelves.popular(genre_id)]
         return await self._page(shelves, picks, history.seen, genre, genres, generated_at, page)
 
     async def similar(
