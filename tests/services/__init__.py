@@ -33,8 +33,8 @@ from litestar.stores.base import Store
 from litestar.testing import AsyncTestClient
 from moto.server import ThreadedMotoServer
 from redis.asyncio import Redis
-from sqlalchemy import Table, func, inspect, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Table, func, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from audioverse import model_registry  # noqa: F401 - every model module, so the metadata knows every table
 from audioverse.app import create_app
@@ -410,7 +410,8 @@ def token_from(message: Message) -> str:
     return unquote(match.group(1))
 
 
-WIPE_ATTEMPTS = 3
+WIPE_ATTEMPTS = 5
+WIPE_LOCK_TIMEOUT = "2s"
 _DEPLOYED_DATABASES: dict[str, SQLAlchemyAsyncConfig] = {}
 """The running deployments' databases by URL: fixtures share their engine rather than build one per row."""
 
@@ -450,14 +451,24 @@ class Deployment:
         self.client.blocking_portal.call(store.delete_all)
         for attempt in range(1, WIPE_ATTEMPTS + 1):
             try:
-                async with self.database.get_engine().begin() as connection:
-                    for table in self.tables:
-                        await connection.execute(table.delete())
+                for table in self.tables:
+                    await self._delete_rows(table)
                 return
-            except OperationalError:  # a deadlock with a task of the worker's, or a busy SQLite file
+            except DBAPIError:  # a lock held past the timeout, or a child row a background task just wrote
                 if attempt == WIPE_ATTEMPTS:
                     raise
-                await anyio.sleep(0.1 * attempt)
+                await anyio.sleep(0.2 * attempt)
+
+    async def _delete_rows(self, table: Table) -> None:
+        """Empty one table in a transaction of its own.
+
+        The wipe never holds one table's row locks while it waits on another's: a task that holds a job
+        row while it updates a book would otherwise wait on the wipe forever, as the wipe waits on it.
+        """
+        async with self.database.get_engine().begin() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.execute(text(f"SET LOCAL lock_timeout = '{WIPE_LOCK_TIMEOUT}'"))
+            await connection.execute(table.delete())
 
     async def row_counts(self) -> dict[str, int]:
         """How many rows each table holds, for the tables that hold any."""
