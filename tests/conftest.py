@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -144,6 +145,12 @@ def settings(clean_deployment: Deployment) -> Settings:
 def database(clean_deployment: Deployment) -> SQLAlchemyAsyncConfig:
     """The deployment's database, one engine for the session: fixtures write rows through it."""
     return clean_deployment.database
+
+
+@pytest.fixture
+def background_worker(clean_deployment: Deployment) -> subprocess.Popen[bytes] | None:
+    """In production the real `audioverse worker` process that runs the tasks the API enqueues."""
+    return clean_deployment.worker
 
 
 @pytest.fixture

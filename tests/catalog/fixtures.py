@@ -107,9 +107,26 @@ def book_maker(
             finally:
                 if stop_sending is not None:
                     stop_sending()
+        if client is not None:
+            client.blocking_portal.call(job_sends_finished)
         return book_id
 
     return make
+
+
+async def job_sends_finished() -> None:
+    """On the app's loop: wait for the job sends its commits scheduled there (``send_after_commit``).
+
+    A commit schedules them before it returns, so they are tasks of this loop by the time this runs;
+    the book's drain is then sent before ``make_book`` returns, never inside what the test records next.
+    """
+    sends = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+        and getattr(task.get_coro(), "__qualname__", "") == "send_after_commit.<locals>.send"
+    ]
+    await asyncio.gather(*sends, return_exceptions=True)
 
 
 async def account(

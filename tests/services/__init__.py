@@ -440,6 +440,7 @@ class Deployment:
     mailbox: Mailbox
     database: SQLAlchemyAsyncConfig
     tables: list[Table]
+    worker: subprocess.Popen[bytes] | None = None
 
     async def wipe(self) -> None:
         """Delete every row the last test left, children before parents, and the app's search store.
@@ -502,11 +503,12 @@ async def deployed(settings: Settings, mailbox: Mailbox, *, worker: bool = False
         ensure_data_dir(settings)
         await migrate_to_head(database)
     with contextlib.ExitStack() as processes:
+        process = None
         if worker:
             worker_settings = settings
             if settings.search_backend == "embedded":
                 worker_settings = msgspec.structs.replace(settings, search_dir=settings.data_dir / "worker-search")
-            processes.enter_context(run_worker(worker_settings))
+            process = processes.enter_context(run_worker(worker_settings))
             await worker_answers(settings)
         app = create_app(settings)
         try:
@@ -518,6 +520,7 @@ async def deployed(settings: Settings, mailbox: Mailbox, *, worker: bool = False
                     mailbox=mailbox,
                     database=database,
                     tables=await _service_tables(database),
+                    worker=process,
                 )
                 left = await deployment.row_counts()
                 assert not left, f"a fresh deployment holds rows the per-test wipe would delete: {left}"
