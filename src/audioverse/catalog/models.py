@@ -138,11 +138,15 @@ class Audiobook(Base):
 
     @property
     def cover_url(self) -> str | None:
-        """Where clients fetch the cover; the key's random directory versions it, so caches may keep it forever."""
-        if not self.cover_key:
-            return None
-        version = self.cover_key.rsplit("/", 2)[-2][:8]
-        return f"/api/audiobooks/{self.id}/cover/?v={version}"
+        return cover_url(self.id, self.cover_key)
+
+
+def cover_url(audiobook_id: int, cover_key: str | None) -> str | None:
+    """Where clients fetch a book's cover; the key's random directory versions it, so caches may keep it forever."""
+    if not cover_key:
+        return None
+    version = cover_key.rsplit("/", 2)[-2][:8]
+    return f"/api/audiobooks/{audiobook_id}/cover/?v={version}"
 
 
 Index("ix_audiobook_created_at", Audiobook.created_at)

@@ -1,4 +1,4 @@
-"""Model-to-wire conversions of the catalog API that other domains share (listening shows books and chapters)."""
+"""Model-to-wire conversions of the catalog API that other domains share (listening shows chapters)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from audioverse.catalog.models import Audiobook, Chapter
-from audioverse.catalog.schemas import AudiobookRead, ChapterRead
-
-
-def audiobook_read(book: Audiobook) -> AudiobookRead:
-    """The list form of ``book``, loaded with its authors, narrators and genres."""
-    return msgspec.convert(book, AudiobookRead, from_attributes=True)
+from audioverse.catalog.models import Chapter
+from audioverse.catalog.schemas import ChapterRead
 
 
 def chapter_reads(chapters: Sequence[Chapter]) -> list[ChapterRead]:

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import User
 from audioverse.catalog.models import Audiobook, Chapter
-from audioverse.catalog.services import books_by_id
-from audioverse.catalog.views import audiobook_read, chapter_reads
+from audioverse.catalog.services import book_cards
+from audioverse.catalog.views import chapter_reads
 from audioverse.db import upsert_into
 from audioverse.errors import Conflict, FieldError, NotFound, Unprocessable
 from audioverse.listening.models import (
@@ -277,11 +277,11 @@ class ProgressService(SQLAlchemyAsyncRepositoryService[ListeningProgress]):
         )
         session = self.repository.session
         ids = [row.audiobook_id for row in rows]
-        books = await books_by_id(session, ids)
+        books = await book_cards(session, ids)
         chapters = await chapters_by_book(session, ids)
         items = [
             {
-                "audiobook": audiobook_read(books[row.audiobook_id]),
+                "audiobook": books[row.audiobook_id],
                 "progress": progress_read(row, chapters.get(row.audiobook_id, [])),
             }
             for row in rows
@@ -484,12 +484,12 @@ class LibraryService(SQLAlchemyAsyncRepositoryService[LibraryEntry]):
         """The wire form of library entries, with their books and the listener's progress: fixed queries."""
         session = self.repository.session
         ids = [entry.audiobook_id for entry in entries]
-        books = await books_by_id(session, ids)
+        books = await book_cards(session, ids)
         progress = await progress_by_book(session, user.id, ids)
         chapters = await chapters_by_book(session, ids)
         return [
             {
-                "audiobook": audiobook_read(books[entry.audiobook_id]),
+                "audiobook": books[entry.audiobook_id],
                 "added_at": entry.created_at,
                 "shelf": entry.shelf,
                 "is_favorite": entry.is_favorite,

@@ -38,8 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import User
 from audioverse.catalog.models import Audiobook, Genre, audiobook_author, audiobook_genre, audiobook_narrator
-from audioverse.catalog.services import books_by_id
-from audioverse.catalog.views import audiobook_read
+from audioverse.catalog.schemas import AudiobookRead
+from audioverse.catalog.services import book_cards
 from audioverse.errors import Conflict, NotFound
 from audioverse.jobs import TaskQueue, defer
 from audioverse.listening.models import LibraryEntry, LibraryRemoval, ListeningLedger, ListeningProgress
@@ -579,7 +579,7 @@ def _shared(first: Iterable[Any], second: Iterable[Any]) -> Any:
     return next((item for item in first if item.id in names), None)
 
 
-def _content_kind(book: Audiobook, because: Audiobook) -> ReasonKind | None:
+def _content_kind(book: AudiobookRead, because: AudiobookRead) -> ReasonKind | None:
     """What two books share, strongest first: a series, an author, a narrator (``None``: none of these)."""
     if book.series and because.series and book.series.lower() == because.series.lower():
         return "same_series"
@@ -591,7 +591,7 @@ def _content_kind(book: Audiobook, because: Audiobook) -> ReasonKind | None:
 
 
 def reason_for(
-    pick: Pick, book: Audiobook, because: Audiobook | None, from_genre: Genre | None, within: Genre | None
+    pick: Pick, book: AudiobookRead, because: AudiobookRead | None, from_genre: Genre | None, within: Genre | None
 ) -> Reason:
     """Why ``book`` is on the shelf, from what the list says and what the two books share."""
     if because is not None:
@@ -709,7 +709,7 @@ class RecommendationService(SQLAlchemyAsyncRepositoryService[Audiobook]):
             ordered = [pick for pick in ordered if pick.book in inside]
         ordered = ordered[:SHELF_SIZE]
         window = ordered[page.offset : page.offset + page.limit]
-        books = await books_by_id(
+        books = await book_cards(
             self.repository.session, [p.book for p in window] + [p.because for p in window if p.because]
         )
         items = []
@@ -718,7 +718,7 @@ class RecommendationService(SQLAlchemyAsyncRepositoryService[Audiobook]):
                 continue  # deleted since the list was computed
             items.append(
                 RecommendationItem(
-                    audiobook=audiobook_read(book),
+                    audiobook=book,
                     reason=reason_for(pick, book, books.get(pick.because), genres.get(pick.genre), genre),
                 )
             )
