@@ -10,16 +10,19 @@ from litestar.testing import AsyncTestClient
 
 from audioverse.accounts.services import UserService
 from audioverse.config import Settings
+from audioverse.db import sqlalchemy_config
 from tests.accounts.test_auth_flow import login, register
-from tests.services import Identity, database_for
+from tests.services import Identity
 
 
 @pytest.fixture
 async def admin_tokens(client: AsyncTestClient[Litestar], settings: Settings) -> dict[str, Any]:
     identity = Identity.new()
-    async with database_for(settings) as database, database.get_session() as session:
+    database = sqlalchemy_config(settings)
+    async with database.get_session() as session:
         await UserService(session=session).create_admin(identity.email, identity.username, identity.password, settings)
         await session.commit()
+    await database.get_engine().dispose()
     return await login(client, identity.username, identity.password)
 
 
