@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from advanced_alchemy.exceptions import DuplicateKeyError, NotFoundError
 from litestar import Litestar, get, post
+from litestar.params import FromPath, JSONBody
 from litestar.testing import AsyncTestClient
 
 from audioverse.errors import Conflict, FieldError, Unprocessable, problem_details_plugin
@@ -16,7 +17,7 @@ class Payload(msgspec.Struct):
 
 
 @post("/payload")
-async def accept(data: Payload) -> Payload:
+async def accept(data: JSONBody[Payload]) -> Payload:
     return data
 
 
@@ -39,7 +40,7 @@ async def conflict() -> None:
 
 
 @get("/repository/{which:str}")
-async def repository(which: str) -> None:
+async def repository(which: FromPath[str]) -> None:
     raise NotFoundError("row") if which == "missing" else DuplicateKeyError("dup")
 
 

@@ -50,7 +50,8 @@ async def test_ready_names_an_unreachable_database(tmp_path: Path) -> None:
         migrate_on_startup=False,
         seed_demo_on_startup=False,
         secret_key=TEST_SECRET_KEY,
-        readiness_timeout_seconds=1.0,
+        # A refused connection answers at once; the bound only keeps a loaded machine from reading as a timeout.
+        readiness_timeout_seconds=10.0,
     )
     body = await _ready_problem(settings)
     assert body["detail"] == "database: unreachable (ConnectionRefusedError)"
