@@ -60,6 +60,7 @@ from audioverse.recommendations.services import RecommendationCache, Recommendat
 from bench.common import audioverse_environment, fresh_postgres_database, login, running_service
 from bench.recommendations import RESULTS, Catalog, Events, make_catalog, make_events
 from bench.recommendations_api import Request, health_samples, percentiles, time_routes, wait_for_rebuild
+from bench.recommendations_scale import add_scale_arguments
 
 PASSWORD = "benchmark password 1"
 REDIS_URL = os.environ.get("AUDIOVERSE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -568,12 +569,7 @@ async def breakdown(settings: Settings, prepared: dict[str, Any], rounds: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--books", type=int, default=100_000)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--tastes", type=int, default=400)
-    parser.add_argument("--genres", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=13)
+    add_scale_arguments(parser)
     parser.add_argument("--rounds", type=int, default=300, help="timed requests per route")
     parser.add_argument("--variants", type=int, default=20, help="listeners, genres and books each route cycles")
     parser.add_argument("--output", type=Path, default=RESULTS / "recommendations_api_scale.json")

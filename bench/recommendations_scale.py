@@ -82,14 +82,19 @@ def build(args: argparse.Namespace, out: Any) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """The synthetic data's size and shape, the goal size by default (shared with the route bench)."""
     parser.add_argument("--books", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--tastes", type=int, default=400)
     parser.add_argument("--genres", type=int, default=40)
     parser.add_argument("--seed", type=int, default=13)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_scale_arguments(parser)
     parser.add_argument("--output", type=Path, default=RESULTS / "recommendations_scale.json")
     args = parser.parse_args()
     queue: Any = multiprocessing.Queue()
