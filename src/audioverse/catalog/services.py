@@ -148,6 +148,8 @@ async def book_cards(session: AsyncSession, ids: Sequence[int]) -> dict[int, Aud
         card["uploaded_by"] = card.pop("uploaded_by_id")
         card["average_rating"] = float(card["average_rating"])
         cards[card["id"]] = card | {link: [] for link in _CARD_LINKS}
+    if not cards:
+        return {}  # every book named was deleted meanwhile
     links = union_all(
         *(
             select(literal(kind).label("kind"), table.c.audiobook_id, model.id, model.name, slug)
