@@ -162,3 +162,16 @@ async def test_a_clock_set_right_freezes_its_device_for_minutes_at_most(
     await anyio.sleep(0.4)
     assert (await put(client, uploader, book_id, 130, "phone", now())).status_code == 200
     assert await stored_position(client, uploader, book_id) == 130
+
+
+async def test_an_unstamped_update_is_ordered_by_its_arrival_not_by_an_earlier_stamp(
+    client: Client, make_book: MakeBook, uploader: Tokens
+) -> None:
+    book_id = await make_book(title="Stamp then none", duration=10_000)
+    body: dict[str, Any] = {"position_seconds": 100, "client_updated_at": (now() + SIX_MONTHS).isoformat()}
+    url, headers = f"/api/progress/{book_id}/", bearer(uploader)
+    assert (await client.put(url, headers=headers, json=body)).status_code == 200
+    # The same client (no device id) then sends no stamp: the server dates it, later than the first.
+    later = await client.put(url, headers=headers, json={"position_seconds": 120})
+    assert later.status_code == 200, later.text
+    assert await stored_position(client, uploader, book_id) == 120

@@ -10,7 +10,7 @@ import msgspec
 from advanced_alchemy.filters import LimitOffset
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import User
@@ -71,18 +71,27 @@ def effective_time(client_updated_at: datetime, client_sent_at: datetime | None,
 
 
 def stale_update(
-    device_id: str | None, client_updated_at: datetime, effective_at: datetime, position: float, now: datetime
+    device_id: str | None, client_updated_at: datetime | None, effective_at: datetime, position: float, now: datetime
 ) -> ColumnElement[bool]:
-    """The SQL condition under which the stored progress refuses an update (the upsert's guard)."""
+    """The SQL condition under which the stored progress refuses an update (the upsert's guard).
+
+    A device's own order (its clock) only counts for an update stamped by that clock: one without
+    ``client_updated_at`` is dated by the server and ordered by its arrival.
+    """
     stored = ListeningProgress.__table__.c
     same_device = stored.device_id.is_not_distinct_from(device_id)
-    return or_(
-        stored.effective_at >= effective_at,
+    own_clock_says_older = (
         and_(
             same_device,
             stored.client_updated_at >= client_updated_at,
             stored.updated_at > now - REORDER_WINDOW,
-        ),
+        )
+        if client_updated_at is not None
+        else false()
+    )
+    return or_(
+        stored.effective_at >= effective_at,
+        own_clock_says_older,
         and_(
             not_(same_device),
             stored.updated_at > now - HANDOVER_WINDOW,
@@ -195,7 +204,8 @@ class ProgressService(SQLAlchemyAsyncRepositoryService[ListeningProgress]):
                 errors=[FieldError(field="position_seconds", message="Must lie within the book's duration.")],
             )
         now = utcnow()
-        stamp = as_utc(data.client_updated_at or now)
+        client_stamp = as_utc(data.client_updated_at) if data.client_updated_at else None
+        stamp = client_stamp or now
         # A sending time only means something beside a stamp from the same (device) clock.
         sent = as_utc(data.client_sent_at) if data.client_sent_at and data.client_updated_at else None
         effective = effective_time(stamp, sent, now)
@@ -232,7 +242,7 @@ class ProgressService(SQLAlchemyAsyncRepositoryService[ListeningProgress]):
         statement = insert.on_conflict_do_update(
             index_elements=["user_id", "audiobook_id"],
             set_=changed,
-            where=not_(stale_update(data.device_id, stamp, effective, data.position_seconds, now)),
+            where=not_(stale_update(data.device_id, client_stamp, effective, data.position_seconds, now)),
         ).returning(table.c.id)
         accepted = (await session.execute(statement)).scalar_one_or_none()
         if accepted is None:
