@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 from advanced_alchemy.alembic.commands import AlembicCommands
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from audioverse.config import Settings
@@ -49,3 +49,47 @@ async def test_upgrade_to_head_and_downgrade_to_base(empty_database: Settings) -
     await anyio.to_thread.run_sync(lambda: commands.upgrade("head"))
     assert await _tables(url) == after_upgrade
     await config.get_engine().dispose()
+
+
+async def test_a_deleted_rows_id_is_never_given_to_a_new_row(empty_database: Settings) -> None:
+    """A client's cached book, a listener's cached recommendations: an id always means the same row."""
+    config = sqlalchemy_config(empty_database)
+    commands = AlembicCommands(sqlalchemy_config=config)
+    engine = create_async_engine(empty_database.resolved_database_url)
+    add_genre = text(
+        "INSERT INTO genre (name, slug, description, created_at, updated_at)"
+        " VALUES (:name, :name, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP) RETURNING id"
+    )
+    try:
+        # Rows written before the migration that stopped SQLite reusing ids keep their ids.
+        await anyio.to_thread.run_sync(lambda: commands.upgrade("c0ffee000008"))
+        async with engine.begin() as connection:
+            first = (await connection.execute(add_genre, {"name": "first"})).scalar_one()
+            newest = (await connection.execute(add_genre, {"name": "newest"})).scalar_one()
+        await anyio.to_thread.run_sync(lambda: commands.upgrade("head"))
+        async with engine.begin() as connection:
+            kept = (await connection.execute(text("SELECT id, name FROM genre ORDER BY id"))).all()
+            assert [tuple(row) for row in kept] == [(first, "first"), (newest, "newest")]
+            await connection.execute(text("DELETE FROM genre WHERE id = :id"), {"id": newest})
+            assert (await connection.execute(add_genre, {"name": "after"})).scalar_one() > newest
+    finally:
+        await engine.dispose()
+        await config.get_engine().dispose()
+
+
+async def test_every_sqlite_table_with_an_integer_id_autoincrements(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    config = sqlalchemy_config(settings)
+    await anyio.to_thread.run_sync(lambda: AlembicCommands(sqlalchemy_config=config).upgrade("head"))
+    engine = create_async_engine(settings.resolved_database_url)
+    reusing = []
+    try:
+        async with engine.connect() as connection:
+            for name, sql in await connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")):
+                key = [column for column in await connection.exec_driver_sql(f"PRAGMA table_info({name})") if column.pk]
+                if [column.type for column in key] == ["INTEGER"] and "AUTOINCREMENT" not in sql:
+                    reusing.append(name)
+    finally:
+        await engine.dispose()
+        await config.get_engine().dispose()
+    assert not reusing, f"tables that would give a deleted row's id to the next row: {reusing}"
