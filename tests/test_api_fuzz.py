@@ -22,7 +22,13 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from audioverse.app import OPENAPI_PATH, create_app
 from audioverse.catalog.seed import DEMO_PASSWORD
 from audioverse.config import Settings
-from tests.services import MeilisearchServer, fresh_postgres_database, fresh_redis_namespace, production_settings
+from tests.services import (
+    TEST_HASHING,
+    MeilisearchServer,
+    fresh_postgres_database,
+    fresh_redis_namespace,
+    production_settings,
+)
 
 FUZZ_BOOKS = 3
 MAX_EXAMPLES = 5
@@ -105,7 +111,7 @@ async def fuzz_settings(
     data_dir: Path = tmp_path_factory.mktemp(f"fuzz-{profile}")
     seeded = {"auth_rate_limit": 10**9, "seed_demo_on_startup": True, "demo_books": FUZZ_BOOKS}
     if profile == "embedded":
-        yield Settings(data_dir=data_dir, **seeded)
+        yield Settings(data_dir=data_dir, password_hash_profile=TEST_HASHING, **seeded)
         return
     meilisearch: MeilisearchServer = request.getfixturevalue("meilisearch")
     async with fresh_postgres_database() as database_url, fresh_redis_namespace() as namespace:

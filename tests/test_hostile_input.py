@@ -78,6 +78,7 @@ async def test_the_anonymous_reports_are_4xx(client: Client) -> None:
         assert_problem(await client.get(path, params=params), 422)
 
 
+@pytest.mark.search
 async def test_the_largest_id_is_simply_not_found(client: Client) -> None:
     largest = str(2**63 - 1)
     for path in ["/api/audiobooks/", "/api/audiobooks/search/"]:
@@ -267,6 +268,7 @@ LIST_ROUTES = [
 ]
 
 
+@pytest.mark.search
 async def test_every_list_ends_at_the_window(client: Client, admin: Tokens, make_book: MakeBook) -> None:
     book_id = await make_book()
     for template in LIST_ROUTES:
@@ -287,6 +289,7 @@ async def test_every_list_ends_at_the_window(client: Client, admin: Tokens, make
         assert "Narrow the query" in assert_problem(past, 422)["detail"]
 
 
+@pytest.mark.search
 async def test_totals_stay_exact_at_the_end_of_the_window(client: Client, make_book: MakeBook, tag: str) -> None:
     books = [await make_book(title=f"Window {tag} {n}", genres=(f"Genre {tag}",)) for n in range(3)]
     deepest = {"genre": f"genre-{tag}", "offset": MAX_RESULT_WINDOW - 1, "limit": 1}
@@ -299,6 +302,7 @@ async def test_totals_stay_exact_at_the_end_of_the_window(client: Client, make_b
     assert searched.json()["facets"]["genres"] == {f"genre-{tag}": len(books)}
 
 
+@pytest.mark.search
 async def test_the_process_survives_the_reported_search(client: Client) -> None:
     assert_problem(await client.get("/api/audiobooks/search/", params={"offset": "1000000000"}), 422)
     assert (await client.get("/api/audiobooks/search/", params={"q": "anything"})).status_code == 200

@@ -202,6 +202,7 @@ async def test_a_review_whose_commit_fails_is_an_error_and_recomputes_nothing(
     await until(rated, 15)
 
 
+@pytest.mark.search
 async def test_a_reindex_whose_claim_fails_to_commit_is_an_error_and_another_may_start_at_once(
     client: Client, curator: Tokens
 ) -> None:

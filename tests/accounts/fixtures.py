@@ -10,19 +10,16 @@ from litestar.testing import AsyncTestClient
 
 from audioverse.accounts.services import UserService
 from audioverse.config import Settings
-from audioverse.db import sqlalchemy_config
 from tests.accounts.test_auth_flow import login, register
-from tests.services import Identity
+from tests.services import Identity, database_for
 
 
 @pytest.fixture
 async def admin_tokens(client: AsyncTestClient[Litestar], settings: Settings) -> dict[str, Any]:
     identity = Identity.new()
-    database = sqlalchemy_config(settings)
-    async with database.get_session() as session:
+    async with database_for(settings) as database, database.get_session() as session:
         await UserService(session=session).create_admin(identity.email, identity.username, identity.password, settings)
         await session.commit()
-    await database.get_engine().dispose()
     return await login(client, identity.username, identity.password)
 
 

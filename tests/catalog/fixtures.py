@@ -15,15 +15,15 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from audioverse.accounts.models import Role, User
-from audioverse.catalog.models import Audiobook, Chapter
+from audioverse.catalog.models import Chapter
 from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.catalog.services import AudiobookService
 from audioverse.config import Settings
-from audioverse.db import sqlalchemy_config
 from audioverse.jobs import TaskQueue, send_after_commit
 from audioverse.storage import build_storage
 from tests.accounts.test_auth_flow import login, register
-from tests.services import Identity
+from tests.factories import AudiobookFactory
+from tests.services import Identity, database_for
 
 MakeBook = Callable[..., Awaitable[int]]
 Tokens = dict[str, Any]
@@ -51,8 +51,6 @@ def book_maker(
     With the ``client`` of a running app, the search drain each book asks for is sent at once through
     the app's broker on the app's loop, as the app sends its own; without it the job waits for the sweep.
     """
-    database = sqlalchemy_config(settings)
-    install_catalog_outbox(database)  # each book reaches the search index as one the app writes does
 
     async def make(
         *,
@@ -74,46 +72,63 @@ def book_maker(
             source = tmp_path_factory.mktemp("audio") / "audio.mp3"
             source.write_bytes(audio)
             await build_storage(settings).put_file(audio_key, source, "audio/mpeg")
-        stop_sending = None
+        step = duration / chapters
+        async with database_for(settings) as database:
+            install_catalog_outbox(database)  # each book reaches the search index as one the app writes does
+            stop_sending = None
+            if client is not None:
+                app_loop = client.blocking_portal.call(asyncio.get_running_loop)
+                stop_sending = send_after_commit(database, TaskQueue(client.app.state.broker), app_loop)
+            try:
+                async with database.get_session() as session:
+                    audiobooks = AudiobookService(session=session)
+                    book = AudiobookFactory.build(
+                        **await audiobooks.related(authors=authors, narrators=narrators, genres=genres),
+                        title=title,
+                        duration_seconds=duration,
+                        release_date=release,
+                        language=language,
+                        average_rating=Decimal(str(rating)),
+                        play_count=plays,
+                        bitrate=64000,
+                        audio_key=audio_key,
+                        uploaded_by_id=uploader,
+                        chapters=[
+                            Chapter(
+                                chapter_number=n + 1,
+                                title=f"Part {n + 1}",
+                                start_time_seconds=round(n * step, 3),
+                                end_time_seconds=round((n + 1) * step, 3),
+                            )
+                            for n in range(chapters)
+                        ],
+                    )
+                    session.add(book)
+                    await session.commit()
+                    book_id: int = book.id
+            finally:
+                if stop_sending is not None:
+                    stop_sending()
         if client is not None:
-            app_loop = client.blocking_portal.call(asyncio.get_running_loop)
-            stop_sending = send_after_commit(database, TaskQueue(client.app.state.broker), app_loop)
-        async with database.get_session() as session:
-            audiobooks = AudiobookService(session=session)
-            book = Audiobook(
-                **await audiobooks.related(authors=authors, narrators=narrators, genres=genres),
-                title=title,
-                duration_seconds=duration,
-                release_date=release,
-                language=language,
-                average_rating=Decimal(str(rating)),
-                play_count=plays,
-                format="mp3",
-                mime_type="audio/mpeg",
-                size_bytes=1000,
-                bitrate=64000,
-                audio_key=audio_key,
-                uploaded_by_id=uploader,
-            )
-            step = duration / chapters
-            book.chapters = [
-                Chapter(
-                    chapter_number=n + 1,
-                    title=f"Part {n + 1}",
-                    start_time_seconds=round(n * step, 3),
-                    end_time_seconds=round((n + 1) * step, 3),
-                )
-                for n in range(chapters)
-            ]
-            session.add(book)
-            await session.commit()
-            book_id: int = book.id
-        if stop_sending is not None:
-            stop_sending()
-        await database.get_engine().dispose()
+            client.blocking_portal.call(job_sends_finished)
         return book_id
 
     return make
+
+
+async def job_sends_finished() -> None:
+    """On the app's loop: wait for the job sends its commits scheduled there (``send_after_commit``).
+
+    A commit schedules them before it returns, so they are tasks of this loop by the time this runs;
+    the book's drain is then sent before ``make_book`` returns, never inside what the test records next.
+    """
+    sends = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+        and getattr(task.get_coro(), "__qualname__", "") == "send_after_commit.<locals>.send"
+    ]
+    await asyncio.gather(*sends, return_exceptions=True)
 
 
 async def account(
@@ -121,15 +136,13 @@ async def account(
 ) -> Tokens:
     identity = Identity.new()
     await register(client, identity)
-    database = sqlalchemy_config(settings)
-    async with database.get_session() as session:
+    async with database_for(settings) as database, database.get_session() as session:
         account = await session.scalar(select(User).where(User.username == identity.username))
         assert account is not None
         account.role = role
         account.is_verified = verified
         await session.commit()
         user_id = account.id
-    await database.get_engine().dispose()
     tokens = await login(client, identity.username, identity.password)
     tokens["user_id"] = user_id
     return tokens

@@ -12,12 +12,13 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import event, func, select
 
-from audioverse.catalog.models import Audiobook, CatalogOutbox, OutboxEntity, OutboxOperation
+from audioverse.catalog.models import CatalogOutbox, OutboxEntity, OutboxOperation
 from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
 from tests.accounts.test_auth_flow import bearer
 from tests.catalog.fixtures import MakeBook, Tokens
+from tests.factories import AudiobookFactory
 
 Client = AsyncTestClient[Litestar]
 
@@ -360,18 +361,7 @@ async def test_a_rolled_back_write_leaves_no_outbox_row(settings: Settings) -> N
     async with database.get_session() as session:
         before = await session.scalar(select(func.coalesce(func.max(CatalogOutbox.id), 0)))
         newer = select(func.count()).where(CatalogOutbox.id > before)
-        session.add(
-            Audiobook(
-                title="Never committed",
-                duration_seconds=1,
-                language="en",
-                format="mp3",
-                mime_type="audio/mpeg",
-                size_bytes=1,
-                audio_key="never",
-                bitrate=0,
-            )
-        )
+        session.add(AudiobookFactory.build(title="Never committed"))
         await session.flush()
         assert await session.scalar(newer) == 1  # written in the same transaction
         await session.rollback()

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import msgspec
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -19,6 +20,7 @@ from tests.services import free_port
 
 Client = AsyncTestClient[Litestar]
 INDEX_WAIT_SECONDS = 10
+pytestmark = pytest.mark.search
 
 
 async def search(client: Client, **params: Any) -> dict[str, Any]:

@@ -304,7 +304,7 @@ class BrokenStore(MemoryStore):
 
 
 async def test_a_broken_cache_still_gives_a_shelf(settings: Settings, make_book: MakeBook, tag: str) -> None:
-    books = await distinct_books(make_book, tag, 5)
+    books = await distinct_books(make_book, tag, 6)  # similar() leaves out the book itself: five others
     database = sqlalchemy_config(settings)
     async with database.get_session() as session:
         service = RecommendationService(session=session)

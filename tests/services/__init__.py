@@ -26,12 +26,21 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
+from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from aiosmtpd.controller import Controller
+from litestar import Litestar
+from litestar.stores.base import Store
+from litestar.testing import AsyncTestClient
 from moto.server import ThreadedMotoServer
 from redis.asyncio import Redis
+from sqlalchemy import Table, func, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 from taskiq.exceptions import TaskiqResultTimeoutError
 
+from audioverse import model_registry  # noqa: F401 - every model module, so the metadata knows every table
+from audioverse.app import create_app
 from audioverse.config import PasswordHashProfile, Settings
+from audioverse.db import Base, ensure_data_dir, migrate_to_head, sqlalchemy_config
 from audioverse.jobs import TaskQueue, build_broker
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -307,17 +316,29 @@ def production_settings(
     *,
     database_url: str,
     namespace: str,
-    meilisearch: MeilisearchServer,
+    meilisearch: MeilisearchServer | None,
     smtp: SmtpServer | None = None,
+    migrate_on_startup: bool = True,
 ) -> Settings:
-    """The production profile on the test services: PostgreSQL, Redis, Meilisearch, SMTP when given."""
+    """The production profile on the test services: PostgreSQL, Redis, Meilisearch, SMTP when given.
+
+    Without ``meilisearch`` the search engine is the embedded one, for tests that never search: they
+    need no search server (the worker process must then be given a ``search_dir`` of its own).
+    """
     mail: dict[str, Any] = {"email_backend": "smtp", "smtp_host": smtp.host, "smtp_port": smtp.port} if smtp else {}
+    search: dict[str, Any] = (
+        {
+            "search_backend": "meilisearch",
+            "meilisearch_url": meilisearch.url,
+            "meilisearch_api_key": meilisearch.master_key,
+        }
+        if meilisearch
+        else {"search_backend": "embedded"}
+    )
     return Settings(
         data_dir=data_dir,
-        search_backend="meilisearch",
-        meilisearch_url=meilisearch.url,
-        meilisearch_api_key=meilisearch.master_key,
         search_index=namespace.replace("-", "_"),
+        **search,
         database_url=database_url,
         redis_url=REDIS_URL,
         redis_namespace=namespace,
@@ -326,6 +347,7 @@ def production_settings(
         auth_rate_limit=1000,
         seed_demo_on_startup=False,
         password_hash_profile=TEST_HASHING,
+        migrate_on_startup=migrate_on_startup,
         **mail,
     )
 
@@ -396,3 +418,124 @@ def token_from(message: Message) -> str:
     match = TOKEN_IN_LINK.search(email_text(message))
     assert match, "the email carries no token link"
     return unquote(match.group(1))
+
+
+WIPE_ATTEMPTS = 5
+WIPE_LOCK_TIMEOUT = "2s"
+_DEPLOYED_DATABASES: dict[str, SQLAlchemyAsyncConfig] = {}
+"""The running deployments' databases by URL: fixtures share their engine rather than build one per row."""
+
+
+@asynccontextmanager
+async def database_for(settings: Settings) -> AsyncIterator[SQLAlchemyAsyncConfig]:
+    """The running deployment's database config for ``settings``, or one of its own disposed afterwards."""
+    shared = _DEPLOYED_DATABASES.get(settings.resolved_database_url)
+    if shared is not None:
+        yield shared
+        return
+    database = sqlalchemy_config(settings)
+    try:
+        yield database
+    finally:
+        await database.get_engine().dispose()
+
+
+@dataclass
+class Deployment:
+    """One running deployment for the session: settings, app, a client, where its mail goes, one engine."""
+
+    settings: Settings
+    app: Litestar
+    client: AsyncTestClient[Litestar]
+    mailbox: Mailbox
+    database: SQLAlchemyAsyncConfig
+    tables: list[Table]
+    worker: subprocess.Popen[bytes] | None = None
+
+    async def wipe(self) -> None:
+        """Delete every row the last test left, children before parents, and the app's search store.
+
+        The store holds recommendation lists by user and book id (SQLite reuses ids once a table is
+        empty) and reindex status. A row a background task writes after the wipe stays for the next one.
+        """
+        store: Store = self.app.state.search_store
+        self.client.blocking_portal.call(store.delete_all)
+        for attempt in range(1, WIPE_ATTEMPTS + 1):
+            try:
+                for table in self.tables:
+                    await self._delete_rows(table)
+                return
+            except DBAPIError:  # a lock held past the timeout, or a child row a background task just wrote
+                if attempt == WIPE_ATTEMPTS:
+                    raise
+                await anyio.sleep(0.2 * attempt)
+
+    async def _delete_rows(self, table: Table) -> None:
+        """Empty one table in a transaction of its own.
+
+        The wipe never holds one table's row locks while it waits on another's: a task that holds a job
+        row while it updates a book would otherwise wait on the wipe forever, as the wipe waits on it.
+        """
+        async with self.database.get_engine().begin() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.execute(text(f"SET LOCAL lock_timeout = '{WIPE_LOCK_TIMEOUT}'"))
+            await connection.execute(table.delete())
+
+    async def row_counts(self) -> dict[str, int]:
+        """How many rows each table holds, for the tables that hold any."""
+        counts = {}
+        async with self.database.get_engine().connect() as connection:
+            for table in self.tables:
+                count = await connection.scalar(select(func.count()).select_from(table))
+                if count:
+                    counts[table.name] = int(count)
+        return counts
+
+
+async def _service_tables(database: SQLAlchemyAsyncConfig) -> list[Table]:
+    """The service's tables that the database has, children first (the order deletes must take)."""
+    async with database.get_engine().connect() as connection:
+        present = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+    return [table for table in reversed(Base.metadata.sorted_tables) if table.name in present]
+
+
+@asynccontextmanager
+async def deployed(settings: Settings, mailbox: Mailbox, *, worker: bool = False) -> AsyncIterator[Deployment]:
+    """Run ``settings``' app (and, for production, a real worker process) for as long as the context lasts.
+
+    The worker gets an embedded search index of its own when the app has one: tantivy allows one
+    process per index, and tests without Meilisearch never search what the worker drains. Settings
+    that do not migrate on startup are migrated here, once: every app a test builds from them is
+    then spared the migration run.
+    """
+    database = sqlalchemy_config(settings)
+    if not settings.migrate_on_startup:
+        ensure_data_dir(settings)
+        await migrate_to_head(database)
+    with contextlib.ExitStack() as processes:
+        process = None
+        if worker:
+            worker_settings = settings
+            if settings.search_backend == "embedded":
+                worker_settings = msgspec.structs.replace(settings, search_dir=settings.data_dir / "worker-search")
+            process = processes.enter_context(run_worker(worker_settings))
+            await worker_answers(settings)
+        app = create_app(settings)
+        try:
+            async with AsyncTestClient(app=app) as client:
+                deployment = Deployment(
+                    settings=settings,
+                    app=app,
+                    client=client,
+                    mailbox=mailbox,
+                    database=database,
+                    tables=await _service_tables(database),
+                    worker=process,
+                )
+                left = await deployment.row_counts()
+                assert not left, f"a fresh deployment holds rows the per-test wipe would delete: {left}"
+                _DEPLOYED_DATABASES[settings.resolved_database_url] = database
+                yield deployment
+        finally:
+            _DEPLOYED_DATABASES.pop(settings.resolved_database_url, None)
+            await database.get_engine().dispose()
