@@ -53,6 +53,9 @@ FIELD_BOOSTS: dict[str, float] = {
 }
 # A typo'd or prefix match scores a constant, below an exact match of the same word in the same field.
 LOOSE_MATCH_WEIGHT = 0.5
+# What each matched word adds to a book's score: above any sum of BM25 scores, so the number of
+# query words a book matches ranks first, as Meilisearch's "words" rule does.
+MATCHED_WORD_SCORE = 10_000.0
 # Let a word matching in several fields score a little above one matching in just its best field.
 FIELD_TIE_BREAKER = 0.1
 SORT_FIELDS: dict[SortField, str] = {
@@ -197,8 +200,15 @@ def matches_word(token: str, word: str, *, as_prefix: bool) -> bool:
     return any(within_edits(token, word[:length], budget) for length in range(shortest, longest + 1))
 
 
-def text_query(schema: tantivy.Schema, tokens: Sequence[str], field_boosts: Mapping[str, float]) -> Query:
-    """Every word must match some field: exactly (BM25), with typos, or as a prefix if it is the last."""
+def text_query(
+    schema: tantivy.Schema, tokens: Sequence[str], field_boosts: Mapping[str, float], *, every_word: bool = True
+) -> Query:
+    """Each word matches some field: exactly (BM25), with typos, or as a prefix if it is the last.
+
+    With ``every_word`` a book must match them all (suggestions as you type); without, a book
+    matching more of the words ranks above one matching fewer, whatever their BM25, and a word
+    that matches nothing ("moby dik", an added "audiobook") lowers no book's rank.
+    """
     per_word: list[tuple[Occur, Query]] = []
     for position, token in enumerate(tokens):
         as_prefix = position == len(tokens) - 1
@@ -209,7 +219,11 @@ def text_query(schema: tantivy.Schema, tokens: Sequence[str], field_boosts: Mapp
             if budget or as_prefix:
                 loose = Query.fuzzy_term_query(schema, field, token, distance=budget, prefix=as_prefix)
                 alternatives.append(Query.const_score_query(loose, boost * LOOSE_MATCH_WEIGHT))
-        per_word.append((Occur.Must, Query.disjunction_max_query(alternatives, tie_breaker=FIELD_TIE_BREAKER)))
+        word = Query.disjunction_max_query(alternatives, tie_breaker=FIELD_TIE_BREAKER)
+        if every_word:
+            per_word.append((Occur.Must, word))
+        else:
+            per_word += [(Occur.Should, Query.const_score_query(word, MATCHED_WORD_SCORE)), (Occur.Should, word)]
     return Query.boolean_query(per_word)
 
 
@@ -518,7 +532,7 @@ class EmbeddedSearchEngine:
         window = result_window(query)
         searcher = store.index.searcher()
         tokens = self._analyzer.analyze(query.text)
-        matcher = text_query(AUDIOBOOK_SCHEMA, tokens, FIELD_BOOSTS) if tokens else Query.all_query()
+        matcher = text_query(AUDIOBOOK_SCHEMA, tokens, FIELD_BOOSTS, every_word=False) if tokens else Query.all_query()
         restricted = all_of(matcher, filter_queries(query.filters))
         sort = parse_sort(query.sort)
         # tantivy reserves room for offset + limit hits, and a huge offset aborts the whole process;

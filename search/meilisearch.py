@@ -48,6 +48,7 @@ from search.query import (
     duration_bucket,
     parse_sort,
     result_window,
+    title_words,
 )
 
 # Meilisearch stops counting at maxTotalHits, so it must exceed the largest catalog we serve
@@ -103,6 +104,9 @@ AUDIOBOOK_SETTINGS = MeilisearchSettings(
         "proximity",
         "attribute",
         "exactness",
+        # Of books that match alike, the one whose title adds fewest words to the match comes first:
+        # "Dracula" before "Dracula, Volume 2" or a study titled "Dracula and its critics".
+        "title_words:asc",
         "play_count:desc",
         "average_rating:desc",
     ],
@@ -162,12 +166,26 @@ def marked_html(text: str) -> str:
     return html.escape(text).replace(MATCH_START, "<mark>").replace(MATCH_END, "</mark>")
 
 
+# Browsing without words by relevance is by popularity: the ranking rules that order matches by
+# their text (title_words among them) would otherwise decide.
+BROWSE_ORDER = ["play_count:desc", "average_rating:desc"]
+
+
+def sort_expressions(query: SearchQuery) -> list[str] | None:
+    """Meilisearch's sort for ``query``: its own order, popularity when it browses, else relevance."""
+    sort = parse_sort(query.sort)
+    if sort is not None:
+        return [f"{SORT_ATTRIBUTES[sort[0]]}:{'desc' if sort[1] else 'asc'}"]
+    return None if query.text.strip() else BROWSE_ORDER
+
+
 def audiobook_payload(document: AudiobookDocument) -> dict[str, Any]:
     """The JSON Meilisearch stores: the document plus the numbers it filters, sorts and facets on."""
     payload: dict[str, Any] = msgspec.to_builtins(document)
     payload["release_day"] = document.release_day
     payload["created_at_us"] = document.created_at_microseconds
     payload["duration_bucket"] = duration_bucket(document.duration_seconds)
+    payload["title_words"] = title_words(document.title)
     return payload
 
 
@@ -280,14 +298,13 @@ class MeilisearchEngine:
             page, hits_per_page, skip = query.offset // query.limit + 1, query.limit, 0
         else:
             page, hits_per_page, skip = 1, window, query.offset
-        sort = parse_sort(query.sort)
         with engine_errors("searching"):
             results = await self._client.index(self.audiobooks_index).search(
                 query.text,
                 page=page,
                 hits_per_page=hits_per_page,
                 filter=filter_expressions(query.filters) or None,
-                sort=[f"{SORT_ATTRIBUTES[sort[0]]}:{'desc' if sort[1] else 'asc'}"] if sort else None,
+                sort=sort_expressions(query),
                 facets=[FACET_ATTRIBUTES[name] for name in sorted(query.facets)] or None,
                 attributes_to_retrieve=["id"],
                 attributes_to_highlight=HIGHLIGHTED_ATTRIBUTES,
@@ -296,7 +313,10 @@ class MeilisearchEngine:
                 crop_marker=CROP_MARKER,
                 highlight_pre_tag=MATCH_START,
                 highlight_post_tag=MATCH_END,
-                matching_strategy="all",
+                # A word that matches nothing (or everything) is dropped, the rarest words kept: one
+                # misspelt short word ("moby dik") or an added "audiobook" lowers a book's rank
+                # instead of emptying the result.
+                matching_strategy="frequency",
             )
         distribution = results.facet_distribution or {}
         return SearchResult(

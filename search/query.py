@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import date
 from typing import Literal, NamedTuple, get_args
 
@@ -78,6 +79,14 @@ def typo_budget(word: str) -> int:
     if len(word) >= ONE_TYPO_MIN_LENGTH:
         return 1
     return 0
+
+
+WORD = re.compile(r"\w+")
+
+
+def title_words(title: str) -> int:
+    """How many words a title has: among equal matches, fewer means closer to what was typed."""
+    return len(WORD.findall(title))
 
 
 def parse_sort(sort: SortOption) -> tuple[SortField, bool] | None:

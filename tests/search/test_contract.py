@@ -79,10 +79,34 @@ async def test_an_exact_title_ranks_first(catalog_engine: SearchEngine) -> None:
     assert (await titles(catalog_engine, "dracula"))[0] == "Dracula"
 
 
-async def test_every_word_must_match(catalog_engine: SearchEngine) -> None:
-    found = await titles(catalog_engine, "adventures sherlock")
-    assert found == ["The Adventures of Sherlock Holmes"]
+async def test_books_matching_more_of_the_words_rank_first(catalog_engine: SearchEngine) -> None:
+    assert (await titles(catalog_engine, "adventures sherlock"))[0] == "The Adventures of Sherlock Holmes"
     assert await titles(catalog_engine, "qwertyuiop") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "intended"),
+    [
+        ("moby dik", "Moby Dick"),  # a misspelt short word, which may carry no typo
+        ("dracula unabridged audiobook", "Dracula"),  # words no book has
+        ("the hound of the baskervilles full cast", "The Hound of the Baskervilles"),
+    ],
+)
+async def test_a_word_that_matches_nothing_does_not_empty_the_result(
+    catalog_engine: SearchEngine, text: str, intended: str
+) -> None:
+    assert (await titles(catalog_engine, text))[0] == intended
+
+
+async def test_of_equal_matches_the_shortest_title_ranks_first(engine: SearchEngine) -> None:
+    original = BY_TITLE["Dracula"]
+    copies = [
+        msgspec.structs.replace(original, id=9000 + volume, title=f"Dracula, Volume {volume}", play_count=10**6)
+        for volume in (2, 3)
+    ]
+    await engine.upsert([*copies, original])
+    result = await engine.search(SearchQuery(text="dracula"))
+    assert result.hits[0].id == original.id
 
 
 FILTERS = [

@@ -33,7 +33,9 @@ class SearchController(Controller):
     @get(
         "/api/audiobooks/search",
         summary="Search the catalog (typo-tolerant, ranked, faceted)",
-        description="`q` may be empty to browse with filters and facets. Filters as on the list. `facets` is a "
+        description="`q` may be empty to browse with filters and facets (most played first). Books matching more "
+        "of the words rank first; a word that matches nothing lowers no book's rank instead of emptying the "
+        "result; of equal matches the shortest title comes first. Filters as on the list. `facets` is a "
         "comma list of genres, languages, authors, narrators, duration; author and narrator facet values are "
         "ids. Each item carries `highlights` with matched words in `<mark>`.",
         opt=PUBLIC,
