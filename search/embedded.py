@@ -56,6 +56,8 @@ LOOSE_MATCH_WEIGHT = 0.5
 # What each matched word adds to a book's score: above any sum of BM25 scores, so the number of
 # query words a book matches ranks first, as Meilisearch's "words" rule does.
 MATCHED_WORD_SCORE = 10_000.0
+# The shortest part a typed word is split into when looking for it as two words ("bel" + "ami").
+MIN_SPLIT_PART = 2
 # Let a word matching in several fields score a little above one matching in just its best field.
 FIELD_TIE_BREAKER = 0.1
 SORT_FIELDS: dict[SortField, str] = {
@@ -219,12 +221,34 @@ def text_query(
             if budget or as_prefix:
                 loose = Query.fuzzy_term_query(schema, field, token, distance=budget, prefix=as_prefix)
                 alternatives.append(Query.const_score_query(loose, boost * LOOSE_MATCH_WEIGHT))
+        if not every_word:
+            alternatives += joined_and_split_forms(schema, tokens, position, field_boosts)
         word = Query.disjunction_max_query(alternatives, tie_breaker=FIELD_TIE_BREAKER)
         if every_word:
             per_word.append((Occur.Must, word))
         else:
             per_word += [(Occur.Should, Query.const_score_query(word, MATCHED_WORD_SCORE)), (Occur.Should, word)]
     return Query.boolean_query(per_word)
+
+
+def joined_and_split_forms(
+    schema: tantivy.Schema, tokens: Sequence[str], position: int, field_boosts: Mapping[str, float]
+) -> list[Query]:
+    """The other spellings of the word at ``position`` that Meilisearch also tries, exact only.
+
+    Joined with a neighbour ("middle march" finds Middlemarch: each of the two words matches it) and
+    split in two ("benhur" finds Ben-Hur, which the index holds as "ben" then "hur").
+    """
+    token = tokens[position]
+    joined = [tokens[position - 1] + token] if position > 0 else []
+    if position + 1 < len(tokens):
+        joined.append(token + tokens[position + 1])
+    splits = [[token[:cut], token[cut:]] for cut in range(MIN_SPLIT_PART, len(token) - MIN_SPLIT_PART + 1)]
+    forms: list[Query] = []
+    for field, boost in field_boosts.items():
+        forms += [Query.boost_query(Query.term_query(schema, field, word), boost) for word in joined]
+        forms += [Query.boost_query(Query.phrase_query(schema, field, parts), boost) for parts in splits]
+    return forms
 
 
 def filter_queries(filters: SearchFilters) -> list[Query]:

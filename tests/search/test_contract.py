@@ -98,6 +98,21 @@ async def test_a_word_that_matches_nothing_does_not_empty_the_result(
     assert (await titles(catalog_engine, text))[0] == intended
 
 
+@pytest.mark.parametrize(
+    ("text", "intended"),
+    [("benhur", "Ben-Hur"), ("ben hur", "Ben-Hur"), ("middle march", "Middlemarch"), ("middlemarch", "Middlemarch")],
+)
+async def test_joined_split_and_hyphenated_words_meet(engine: SearchEngine, text: str, intended: str) -> None:
+    template = BY_TITLE["Dracula"]
+    books = {
+        title: msgspec.structs.replace(template, id=9100 + number, title=title, description="", series=None)
+        for number, title in enumerate(["Ben-Hur", "Middlemarch", "The Middle Ages", "March of the Hours"])
+    }
+    await engine.upsert(list(books.values()))
+    result = await engine.search(SearchQuery(text=text))
+    assert result.hits[0].id == books[intended].id
+
+
 async def test_of_equal_matches_the_shortest_title_ranks_first(engine: SearchEngine) -> None:
     original = BY_TITLE["Dracula"]
     copies = [
