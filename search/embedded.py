@@ -243,7 +243,9 @@ def joined_and_split_forms(
     joined = [tokens[position - 1] + token] if position > 0 else []
     if position + 1 < len(tokens):
         joined.append(token + tokens[position + 1])
-    splits = [[token[:cut], token[cut:]] for cut in range(MIN_SPLIT_PART, len(token) - MIN_SPLIT_PART + 1)]
+    splits: list[list[str | tuple[int, str]]] = [
+        [token[:cut], token[cut:]] for cut in range(MIN_SPLIT_PART, len(token) - MIN_SPLIT_PART + 1)
+    ]
     forms: list[Query] = []
     for field, boost in field_boosts.items():
         forms += [Query.boost_query(Query.term_query(schema, field, word), boost) for word in joined]
