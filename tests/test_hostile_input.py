@@ -89,6 +89,9 @@ async def test_the_largest_id_is_simply_not_found(client: Client) -> None:
     assert_problem(await client.get(f"/api/authors/{largest}"), 404)
 
 
+QUERY_TEXT_MESSAGE = "Must be UTF-8 text (percent-encoded) without the NUL character (U+0000)."
+
+
 @pytest.mark.parametrize(
     ("path", "params"),
     [
@@ -103,7 +106,15 @@ async def test_the_largest_id_is_simply_not_found(client: Client) -> None:
 )
 async def test_nul_in_a_query_string_is_422(client: Client, path: str, params: dict[str, str]) -> None:
     body = assert_problem(await client.get(path, params=params), 422)
-    assert body["errors"] == [{"field": next(iter(params)), "message": "Must not contain the NUL character (U+0000)."}]
+    assert body["errors"] == [{"field": next(iter(params)), "message": QUERY_TEXT_MESSAGE}]
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/audiobooks/search/?q=%ff%fe", "/api/search/suggest/?q=ab%c3", "/api/authors/?q=%80"]
+)
+async def test_bytes_that_are_not_utf8_in_a_query_string_are_422(client: Client, url: str) -> None:
+    body = assert_problem(await client.get(url), 422)
+    assert body["errors"] == [{"field": "q", "message": QUERY_TEXT_MESSAGE}]
 
 
 async def test_facets_outside_their_names_are_422(client: Client) -> None:

@@ -162,10 +162,17 @@ NO_NUL_PATTERN = r"^[^\x00]*$"
 """What every client string must match: PostgreSQL text cannot hold NUL (``audioverse.types.Text``)."""
 
 
+QUERY_TEXT_PATTERN = r"^[^\x00\ufffd]*$"
+"""What a query-string value must match: no NUL, and no U+FFFD, which is what bytes that are not
+UTF-8 (``%ff``) decode to; the body parser refuses such bytes outright, the query parser replaces them."""
+
+
 def readable_message(message: str) -> str:
-    """A validation message a person can act on; msgspec's for the NUL rule quotes the regex."""
+    """A validation message a person can act on; msgspec's for the text rules quotes the regex."""
     if message == f"Expected `str` matching regex {NO_NUL_PATTERN!r}":
         return "Must not contain the NUL character (U+0000)."
+    if message == f"Expected `str` matching regex {QUERY_TEXT_PATTERN!r}":
+        return "Must be UTF-8 text (percent-encoded) without the NUL character (U+0000)."
     return message
 
 

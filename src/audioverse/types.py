@@ -11,7 +11,7 @@ from advanced_alchemy.service import OffsetPagination
 from litestar.di import Provide
 from litestar.params import Parameter
 
-from audioverse.errors import NO_NUL_PATTERN, FieldError, Unprocessable
+from audioverse.errors import NO_NUL_PATTERN, QUERY_TEXT_PATTERN, FieldError, Unprocessable
 from search.query import MAX_PAGE_SIZE, MAX_RESULT_WINDOW
 
 MAX_ID = 2**63 - 1
@@ -41,12 +41,12 @@ Text = Annotated[str, msgspec.Meta(pattern=NO_NUL_PATTERN)]
 
 
 def text_query(max_length: int, description: str | None = None, **constraints: Any) -> Any:
-    """The ``Parameter`` of a string query parameter: bounded in length and without NUL.
+    """The ``Parameter`` of a string query parameter: bounded in length, UTF-8, without NUL.
 
     Litestar reads only one ``Parameter`` per query parameter and drops ``msgspec.Meta`` there, so
     the rule ``Text`` carries for bodies is spelt here for the query string.
     """
-    return Parameter(pattern=NO_NUL_PATTERN, max_length=max_length, description=description, **constraints)
+    return Parameter(pattern=QUERY_TEXT_PATTERN, max_length=max_length, description=description, **constraints)
 
 
 Page = LimitOffset
