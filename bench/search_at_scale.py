@@ -302,7 +302,7 @@ async def settle_outbox(database: SQLAlchemyAsyncConfig) -> int:
     would do that while the latencies are measured.
     """
     async with database.get_session() as session:
-        pending, _ = await pending_changes(session)
+        pending = (await pending_changes(session)).changes
         await session.execute(
             update(CatalogOutbox).where(CatalogOutbox.processed_at.is_(None)).values(processed_at=datetime.now(UTC))
         )

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
 import pytest
+from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from audioverse.app import create_app
-from audioverse.catalog.indexing import REINDEX_LEASE_KEY, ReindexStatus, search_store_for, write_status
+from audioverse.catalog.indexing import (
+    REINDEX_LEASE_KEY,
+    ReindexStatus,
+    pending_changes,
+    search_store_for,
+    write_status,
+)
+from audioverse.catalog.models import CatalogOutbox, OutboxEntity, OutboxOperation
 from audioverse.config import Settings
 from tests.accounts.test_auth_flow import bearer
 from tests.catalog.fixtures import MakeBook, Tokens
@@ -201,3 +210,48 @@ async def test_an_unreachable_engine_is_503_and_named_by_ready(settings: Setting
     assert suggest.status_code == 503
     assert ready.status_code == 503
     assert "search" in ready.json()["detail"]
+
+
+async def test_the_status_shows_how_long_the_oldest_unindexed_change_has_waited(
+    database: SQLAlchemyAsyncConfig,
+) -> None:
+    now = datetime.now(UTC)
+    async with database.get_session() as session:
+        # Uncommitted: the drain running beside the test cannot take these rows in meanwhile.
+        assert (await pending_changes(session, now)).changes == 0
+        for waited in (90, 5):
+            session.add(
+                CatalogOutbox(
+                    entity=OutboxEntity.AUDIOBOOK,
+                    entity_id=1,
+                    operation=OutboxOperation.UPSERT,
+                    created_at=now - timedelta(seconds=waited),
+                )
+            )
+        session.add(
+            CatalogOutbox(
+                entity=OutboxEntity.AUDIOBOOK,
+                entity_id=2,
+                operation=OutboxOperation.UPSERT,
+                created_at=now - timedelta(seconds=600),
+                processed_at=now - timedelta(seconds=1),
+            )
+        )
+        await session.flush()
+        pending = await pending_changes(session, now)
+        await session.rollback()
+    assert pending.changes == 2
+    assert pending.lag_seconds == 90.0
+    assert pending.last_synced_at == now - timedelta(seconds=1)
+
+
+async def search_status(client: Client, curator: Tokens) -> dict[str, Any]:
+    status: dict[str, Any] = (await client.get("/api/admin/search/status/", headers=bearer(curator))).json()
+    return status
+
+
+async def test_the_status_reports_no_lag_once_the_index_has_every_change(client: Client, curator: Tokens) -> None:
+    with anyio.fail_after(30):
+        while (status := await search_status(client, curator))["pending_changes"]:  # noqa: ASYNC110 - polling the drain
+            await anyio.sleep(0.1)
+    assert status["sync_lag_seconds"] == 0

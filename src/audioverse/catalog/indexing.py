@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import anyio
 import msgspec
@@ -358,24 +358,38 @@ async def reindex(
     return status
 
 
-async def pending_changes(session: AsyncSession) -> tuple[int, datetime | None]:
-    pending = await session.scalar(select(func.count()).where(CatalogOutbox.processed_at.is_(None))) or 0
+class PendingChanges(NamedTuple):
+    changes: int
+    lag_seconds: float
+    """How long the oldest of them has waited."""
+    last_synced_at: datetime | None
+
+
+async def pending_changes(session: AsyncSession, now: datetime | None = None) -> PendingChanges:
+    """The catalog changes the index has yet to take in, how long the oldest has waited, the last one taken in."""
+    count, oldest = (
+        await session.execute(
+            select(func.count(), func.min(CatalogOutbox.created_at)).where(CatalogOutbox.processed_at.is_(None))
+        )
+    ).one()
     last = await session.scalar(select(func.max(CatalogOutbox.processed_at)))
-    return pending, last
+    lag = 0.0 if oldest is None else max(0.0, ((now or datetime.now(UTC)) - oldest).total_seconds())
+    return PendingChanges(count or 0, round(lag, 3), last)
 
 
 async def index_status(engine: SearchEngine, store: Store, session: AsyncSession, index: str) -> SearchStatus:
     """How the index compares with the catalog: documents on each side, changes pending, the last reindex."""
     with engine_errors_as_503():
         in_index = await engine.count()
-    pending, last_synced = await pending_changes(session)
+    pending = await pending_changes(session)
     job = await read_status(store)
     return SearchStatus(
         engine=engine.name,
         index=index,
         documents_in_index=in_index,
         documents_in_database=await AudiobookService(session=session).count(),
-        pending_changes=pending,
-        last_synced_at=last_synced,
+        pending_changes=pending.changes,
+        sync_lag_seconds=pending.lag_seconds,
+        last_synced_at=pending.last_synced_at,
         reindex=msgspec.convert(job, ReindexProgress, from_attributes=True),
     )

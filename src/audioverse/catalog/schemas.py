@@ -162,5 +162,7 @@ class SearchStatus(msgspec.Struct):
     documents_in_index: int
     documents_in_database: int
     pending_changes: int
+    sync_lag_seconds: float
+    """How long the oldest change not yet in the index has waited (0 when none waits)."""
     last_synced_at: datetime | None
     reindex: ReindexProgress
