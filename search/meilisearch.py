@@ -299,25 +299,29 @@ class MeilisearchEngine:
         else:
             page, hits_per_page, skip = 1, window, query.offset
         with engine_errors("searching"):
-            results = await self._client.index(self.audiobooks_index).search(
-                query.text,
-                page=page,
-                hits_per_page=hits_per_page,
-                filter=filter_expressions(query.filters) or None,
-                sort=sort_expressions(query),
-                facets=[FACET_ATTRIBUTES[name] for name in sorted(query.facets)] or None,
-                attributes_to_retrieve=["id"],
-                attributes_to_highlight=HIGHLIGHTED_ATTRIBUTES,
-                attributes_to_crop=["description"],
-                crop_length=DESCRIPTION_CROP_WORDS,
-                crop_marker=CROP_MARKER,
-                highlight_pre_tag=MATCH_START,
-                highlight_post_tag=MATCH_END,
-                # A word that matches nothing (or everything) is dropped, the rarest words kept: one
-                # misspelt short word ("moby dik") or an added "audiobook" lowers a book's rank
-                # instead of emptying the result.
-                matching_strategy="frequency",
-            )
+            # Frequency drops the most common words first, so an added "audiobook" or a misspelt short
+            # word ("moby dik") lowers a book's rank instead of emptying the result. When the words it
+            # keeps find nothing ("jane eyre full audiobook"), dropping from the end finds what the
+            # listener began with.
+            for strategy in ("frequency", "last"):
+                results = await self._client.index(self.audiobooks_index).search(
+                    query.text,
+                    page=page,
+                    hits_per_page=hits_per_page,
+                    filter=filter_expressions(query.filters) or None,
+                    sort=sort_expressions(query),
+                    facets=[FACET_ATTRIBUTES[name] for name in sorted(query.facets)] or None,
+                    attributes_to_retrieve=["id"],
+                    attributes_to_highlight=HIGHLIGHTED_ATTRIBUTES,
+                    attributes_to_crop=["description"],
+                    crop_length=DESCRIPTION_CROP_WORDS,
+                    crop_marker=CROP_MARKER,
+                    highlight_pre_tag=MATCH_START,
+                    highlight_post_tag=MATCH_END,
+                    matching_strategy=strategy,
+                )
+                if results.total_hits or len(query.text.split()) < 2:
+                    break
         distribution = results.facet_distribution or {}
         return SearchResult(
             hits=[

@@ -89,6 +89,7 @@ async def test_books_matching_more_of_the_words_rank_first(catalog_engine: Searc
     [
         ("moby dik", "Moby Dick"),  # a misspelt short word, which may carry no typo
         ("dracula unabridged audiobook", "Dracula"),  # words no book has
+        ("frankenstein full cast audiobook", "Frankenstein"),
         ("the hound of the baskervilles full cast", "The Hound of the Baskervilles"),
     ],
 )

@@ -83,3 +83,10 @@ async def test_the_evaluation_set_finds_the_intended_books(demo_engine: SearchEn
             misses.append((query["query"], query["expect"], found))
     assert among_top / len(QUERIES) >= TOP_3_FLOOR, misses
     assert first / len(QUERIES) >= TOP_1_FLOOR, misses
+
+
+async def test_words_a_listener_adds_never_empty_the_result(demo_engine: SearchEngine) -> None:
+    added = [query["query"] for query in QUERIES if query["kind"] == "extra_words"]
+    empty = [text for text in added if not (await demo_engine.search(SearchQuery(text=text, limit=TOP))).hits]
+    assert added
+    assert not empty
