@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, Any, TypeVar
 
 import anyio
@@ -36,6 +37,7 @@ from search.query import (
     Suggestions,
     parse_sort,
     result_window,
+    synonym_map,
     typo_budget,
 )
 
@@ -58,6 +60,9 @@ LOOSE_MATCH_WEIGHT = 0.5
 MATCHED_WORD_SCORE = 10_000.0
 # The shortest part a typed word is split into when looking for it as two words ("bel" + "ami").
 MIN_SPLIT_PART = 2
+Synonyms = Mapping[tuple[str, ...], Sequence[tuple[str, ...]]]
+"""A term, as the words the analyzer makes of it, mapped to the terms that stand for it."""
+NO_SYNONYMS: Synonyms = MappingProxyType({})
 # Let a word matching in several fields score a little above one matching in just its best field.
 FIELD_TIE_BREAKER = 0.1
 SORT_FIELDS: dict[SortField, str] = {
@@ -203,7 +208,12 @@ def matches_word(token: str, word: str, *, as_prefix: bool) -> bool:
 
 
 def text_query(
-    schema: tantivy.Schema, tokens: Sequence[str], field_boosts: Mapping[str, float], *, every_word: bool = True
+    schema: tantivy.Schema,
+    tokens: Sequence[str],
+    field_boosts: Mapping[str, float],
+    *,
+    every_word: bool = True,
+    synonyms: Synonyms = NO_SYNONYMS,
 ) -> Query:
     """Each word matches some field: exactly (BM25), with typos, or as a prefix if it is the last.
 
@@ -223,6 +233,7 @@ def text_query(
                 alternatives.append(Query.const_score_query(loose, boost * LOOSE_MATCH_WEIGHT))
         if not every_word:
             alternatives += joined_and_split_forms(schema, tokens, position, field_boosts)
+        alternatives += synonym_forms(schema, tokens, position, field_boosts, synonyms)
         word = Query.disjunction_max_query(alternatives, tie_breaker=FIELD_TIE_BREAKER)
         if every_word:
             per_word.append((Occur.Must, word))
@@ -250,6 +261,31 @@ def joined_and_split_forms(
     for field, boost in field_boosts.items():
         forms += [Query.boost_query(Query.term_query(schema, field, word), boost) for word in joined]
         forms += [Query.boost_query(Query.phrase_query(schema, field, parts), boost) for parts in splits]
+    return forms
+
+
+def synonym_forms(
+    schema: tantivy.Schema,
+    tokens: Sequence[str],
+    position: int,
+    field_boosts: Mapping[str, float],
+    synonyms: Synonyms,
+) -> list[Query]:
+    """What the synonyms of each typed term covering the word at ``position`` match, exactly.
+
+    A term of several words ("twenty one") covers each of them, so a book holding its synonym ("21")
+    counts as matching every one of those words, as Meilisearch counts it.
+    """
+    longest = max(map(len, synonyms), default=0)
+    forms: list[Query] = []
+    for length in range(1, min(longest, len(tokens)) + 1):
+        for start in range(max(0, position - length + 1), min(position, len(tokens) - length) + 1):
+            for words in synonyms.get(tuple(tokens[start : start + length]), ()):
+                for field, boost in field_boosts.items():
+                    if len(words) == 1:
+                        forms.append(Query.boost_query(Query.term_query(schema, field, words[0]), boost))
+                    else:
+                        forms.append(Query.boost_query(Query.phrase_query(schema, field, list(words)), boost))
     return forms
 
 
@@ -380,6 +416,7 @@ class EmbeddedSearchEngine:
         self._live: _Generation | None = None
         self._staging: _Generation | None = None
         self._directory_lock: IO[str] | None = None
+        self._synonyms: Synonyms = NO_SYNONYMS
 
     async def configure(self) -> None:
         await self._live_generation()
@@ -411,6 +448,15 @@ class EmbeddedSearchEngine:
         live = await self._live_generation()
         limit = max(1, min(limit, MAX_SUGGESTIONS))
         return await self._in_thread("suggesting", partial(self._suggest, live, tokens, limit))
+
+    async def set_synonyms(self, sets: Sequence[Sequence[str]]) -> None:
+        # Terms are compared as the analyzer reads the index: "Twenty-One" is the words twenty, one.
+        analyzed = [[" ".join(self._analyzer.analyze(term)) for term in terms] for terms in sets]
+        self._synonyms = {
+            tuple(term.split()): [tuple(other.split()) for other in others if other]
+            for term, others in synonym_map(analyzed).items()
+            if term and any(others)
+        }
 
     async def count(self) -> int:
         live = await self._live_generation()
@@ -558,7 +604,11 @@ class EmbeddedSearchEngine:
         window = result_window(query)
         searcher = store.index.searcher()
         tokens = self._analyzer.analyze(query.text)
-        matcher = text_query(AUDIOBOOK_SCHEMA, tokens, FIELD_BOOSTS, every_word=False) if tokens else Query.all_query()
+        matcher = (
+            text_query(AUDIOBOOK_SCHEMA, tokens, FIELD_BOOSTS, every_word=False, synonyms=self._synonyms)
+            if tokens
+            else Query.all_query()
+        )
         restricted = all_of(matcher, filter_queries(query.filters))
         sort = parse_sort(query.sort)
         # tantivy reserves room for offset + limit hits, and a huge offset aborts the whole process;

@@ -63,6 +63,10 @@ class SearchEngine(Protocol):
         """Up to ``limit`` audiobooks, authors and narrators whose words start like ``text`` (typos allowed)."""
         ...
 
+    async def set_synonyms(self, sets: Sequence[Sequence[str]]) -> None:
+        """Replace the synonym sets searches apply (each set's terms stand for one another); no reindex."""
+        ...
+
     async def count(self) -> int:
         """Audiobooks in the live index."""
         ...

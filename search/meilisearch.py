@@ -48,6 +48,7 @@ from search.query import (
     duration_bucket,
     parse_sort,
     result_window,
+    synonym_map,
     title_words,
 )
 
@@ -368,6 +369,12 @@ class MeilisearchEngine:
             narrators=[PersonSuggestion(id=int(hit["id"]), name=hit["name"]) for hit in narrators],
         )
 
+    async def set_synonyms(self, sets: Sequence[Sequence[str]]) -> None:
+        with engine_errors("updating the synonyms"):
+            targets = await self._write_targets(self.audiobooks_index, self._staging_audiobooks_index)
+            targets += await self._write_targets(self.people_index, self._staging_people_index)
+            await self._update_synonyms(targets, synonym_map(sets))
+
     async def count(self) -> int:
         with engine_errors("counting documents"):
             stats = await self._client.index(self.audiobooks_index).get_stats()
@@ -377,6 +384,9 @@ class MeilisearchEngine:
         await self.drop_staging()
         with engine_errors("creating the staging indexes"):
             await self._apply_settings(self._staging_audiobooks_index, self._staging_people_index)
+            # Synonyms are curated in the database, not kept in code: the rebuild carries the live ones over.
+            synonyms = await self._client.index(self.audiobooks_index).get_synonyms()
+            await self._update_synonyms([self._staging_audiobooks_index, self._staging_people_index], synonyms or {})
 
     async def load_staging(
         self, documents: Sequence[AudiobookDocument] = (), people: Sequence[PersonDocument] = ()
@@ -421,6 +431,9 @@ class MeilisearchEngine:
             await self._client.index(people_uid).update_settings(PEOPLE_SETTINGS),
         ]
         await self._wait(*tasks)
+
+    async def _update_synonyms(self, uids: list[str], synonyms: dict[str, list[str]]) -> None:
+        await self._wait(*[await self._client.index(uid).update_synonyms(synonyms) for uid in uids])
 
     async def _write_targets(self, live_uid: str, staging_uid: str) -> list[str]:
         """The live index, plus the staging one while a rebuild is under way."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from datetime import date
 from typing import Literal, NamedTuple, get_args
 
@@ -87,6 +88,16 @@ WORD = re.compile(r"\w+")
 def title_words(title: str) -> int:
     """How many words a title has: among equal matches, fewer means closer to what was typed."""
     return len(WORD.findall(title))
+
+
+def synonym_map(sets: Sequence[Sequence[str]]) -> dict[str, list[str]]:
+    """Each term of the sets mapped to every other term sharing a set with it (sets are mutual)."""
+    mapping: dict[str, list[str]] = {}
+    for terms in sets:
+        for term in terms:
+            others = mapping.setdefault(term, [])
+            others += [other for other in terms if other != term and other not in others]
+    return {term: others for term, others in mapping.items() if others}
 
 
 def parse_sort(sort: SortOption) -> tuple[SortField, bool] | None:

@@ -38,6 +38,7 @@ from audioverse.catalog.indexing import build_search_engine, search_store_for
 from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.catalog.search_controllers import SearchAdminController, SearchController
 from audioverse.catalog.seed import DemoSeeder
+from audioverse.catalog.services import SynonymService, ZeroResultService, ZeroResultTally
 from audioverse.cli import AudioverseCLIPlugin
 from audioverse.config import Settings
 from audioverse.db import ensure_data_dir, litestar_sqlalchemy_config, migrate_to_head, provide_db_session
@@ -90,6 +91,29 @@ async def seed_if_empty(database: SQLAlchemyAsyncConfig, storage: Storage, books
             logger.info("demo catalog ready", books=books)
 
 
+async def configure_search(search: SearchEngine, database: SQLAlchemyAsyncConfig) -> SearchEngineError | None:
+    """Create the indexes, apply the settings kept in code and the synonyms curated in the database.
+
+    The engine's refusal is returned, not raised: searches answer 503 and /api/ready names the engine
+    until it is back, while the rest of the service works.
+    """
+    try:
+        await search.configure()
+        # The embedded engine keeps synonyms only in memory, so every start hands them over.
+        async with database.get_session() as session:
+            synonyms = await SynonymService(session=session).current()
+        await search.set_synonyms(synonyms.sets)
+    except SearchEngineError as exc:
+        return exc
+    return None
+
+
+async def save_zero_results(database: SQLAlchemyAsyncConfig, tally: ZeroResultTally) -> None:
+    """Write the searches that found nothing since the last write, so a stop loses none."""
+    async with database.get_session() as session, session.begin():
+        await ZeroResultService(session=session).add(tally.take())
+
+
 def readiness_probes(
     settings: Settings, database: SQLAlchemyAsyncConfig, storage: Storage, redis: Redis | None, search: SearchEngine
 ) -> ReadinessProbes:
@@ -131,6 +155,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     storage = build_storage(settings)
     search = build_search_engine(settings)
     search_store = search_store_for(settings)
+    zero_result_tally = ZeroResultTally()
     broker = build_broker(settings)
     # An in-process broker runs tasks beside the API, so they share the app's engine and store.
     shared = isinstance(broker, InMemoryBroker)
@@ -154,12 +179,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await migrate_to_head(database)
         if settings.seed_demo_on_startup:
             await seed_if_empty(database, storage, settings.demo_books)
-        unconfigured = None
-        try:
-            await search.configure()
-        except SearchEngineError as exc:
-            # Searches answer 503 and /api/ready names the engine until it is back; the rest works.
-            unconfigured = exc
+        unconfigured = await configure_search(search, database)
         await broker.startup()
         checks = await readiness.run()
         if unconfigured is not None and checks.get("search") == "ok":
@@ -177,6 +197,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 # Let in-process tasks finish before the engine and database they write to close.
                 await broker.wait_all()
             await broker.shutdown()
+            await save_zero_results(database, zero_result_tally)
             await search.close()
             if redis is not None:
                 await redis.aclose()
@@ -247,6 +268,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # (``NamedDependency``) instead of read from ``state``.
             "search": Provide(lambda: search, sync_to_thread=False, use_cache=True),
             "search_store": Provide(lambda: search_store, sync_to_thread=False, use_cache=True),
+            "zero_result_tally": Provide(lambda: zero_result_tally, sync_to_thread=False, use_cache=True),
             "secret_key": Provide(lambda: secret_key, sync_to_thread=False, use_cache=True),
             **PAGE_DEPENDENCY,
         },

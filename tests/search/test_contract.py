@@ -125,6 +125,43 @@ async def test_of_equal_matches_the_shortest_title_ranks_first(engine: SearchEng
     assert result.hits[0].id == original.id
 
 
+def titled(*titles: str) -> dict[str, AudiobookDocument]:
+    """Books with only these titles (no description, series or people to match), ids from 9200."""
+    template = msgspec.structs.replace(BY_TITLE["Dracula"], description="", series=None, authors=[], narrators=[])
+    return {title: msgspec.structs.replace(template, id=9200 + n, title=title) for n, title in enumerate(titles)}
+
+
+@pytest.mark.parametrize(
+    ("text", "intended"),
+    [
+        ("80 days", "Around the World in Eighty Days"),  # a digit for a word
+        ("twenty one", "The 21 Balloons"),  # words for digits, a term of two words
+        ("dr thorne", "Doctor Thorne"),  # an abbreviation
+        ("doctor faustus", "Dr Faustus"),  # and back: a set's terms stand for one another
+    ],
+)
+async def test_synonyms_make_a_term_find_what_its_synonym_names(engine: SearchEngine, text: str, intended: str) -> None:
+    # Without synonyms the one-word titles rank first (shortest of equal matches) or nothing matches.
+    books = titled(
+        "Around the World in Eighty Days", "The 21 Balloons", "Doctor Thorne", "Dr Faustus", "Days", "Thorne", "Faustus"
+    )
+    await engine.upsert(list(books.values()))
+    await engine.set_synonyms([["80", "eighty"], ["21", "twenty-one"], ["dr", "doctor"]])
+    assert (await engine.search(SearchQuery(text=text))).hits[0].id == books[intended].id
+    # Replacing the sets takes effect from the next search.
+    await engine.set_synonyms([])
+    assert books[intended].id not in [hit.id for hit in (await engine.search(SearchQuery(text=text))).hits][:1]
+
+
+async def test_synonyms_outlive_a_reindex(engine: SearchEngine) -> None:
+    books = titled("Around the World in Eighty Days")
+    await engine.set_synonyms([["80", "eighty"]])
+    await engine.create_staging_index()
+    await engine.load_staging(list(books.values()))
+    await engine.swap_in_staging()
+    assert [hit.id for hit in (await engine.search(SearchQuery(text="80"))).hits] == [9200]
+
+
 FILTERS = [
     SearchFilters(genre="mystery"),
     SearchFilters(genre="children"),

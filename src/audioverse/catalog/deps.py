@@ -11,7 +11,14 @@ from litestar.exceptions import ValidationException
 from litestar.openapi.spec import Example
 from litestar.params import Parameter
 
-from audioverse.catalog.services import AudiobookService, AuthorService, GenreService, NarratorService
+from audioverse.catalog.services import (
+    AudiobookService,
+    AuthorService,
+    GenreService,
+    NarratorService,
+    SynonymService,
+    ZeroResultService,
+)
 from audioverse.errors import FieldError, Unprocessable
 from audioverse.types import OptionalId, Page, text_query
 from search.query import FACET_NAMES, FacetName, SearchFilters, SearchQuery, SortOption
@@ -20,6 +27,8 @@ AUDIOBOOKS = {"audiobooks": Provide(create_service_provider(AudiobookService))}
 AUTHORS = {"people": Provide(create_service_provider(AuthorService))}
 NARRATORS = {"people": Provide(create_service_provider(NarratorService))}
 GENRES = {"genres": Provide(create_service_provider(GenreService))}
+SYNONYMS = {"synonyms": Provide(create_service_provider(SynonymService))}
+ZERO_RESULTS = {"zero_result_queries": Provide(create_service_provider(ZeroResultService))}
 
 # Litestar leaves a bound of 0 out of an optional parameter's schema; the server does enforce it.
 AT_LEAST_ZERO = {"minimum": 0}

@@ -1,4 +1,4 @@
-"""Catalog tables: audiobooks with their people, genres and chapters, plus the search outbox."""
+"""Catalog tables: audiobooks with their people, genres and chapters, the search outbox and search tuning."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Column,
@@ -194,3 +195,23 @@ class CatalogOutbox(Base):
         Enum(OutboxOperation, native_enum=False, length=16, values_callable=lambda ops: [o.value for o in ops])
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+SEARCH_REPORT_QUERY_MAX_LENGTH = 200
+
+
+class SearchSynonyms(Base):
+    """The synonym sets both engines apply, as a curator last saved them; no row means the shipped defaults."""
+
+    __tablename__ = "search_synonyms"
+
+    sets: Mapped[list[list[str]]] = mapped_column(JSON)
+
+
+class ZeroResultQuery(Base):
+    """A search text (normalized, with no user attached) that found nothing, and how many times it did."""
+
+    __tablename__ = "search_zero_result"
+
+    query: Mapped[str] = mapped_column(String(SEARCH_REPORT_QUERY_MAX_LENGTH), unique=True)
+    searches: Mapped[int] = mapped_column(BigInteger)

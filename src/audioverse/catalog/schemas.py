@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 
 from audioverse.accounts.schemas import SPACE_OR_CONTROL, Bio
-from audioverse.catalog.models import GENRE_NAME_MAX_LENGTH, PERSON_NAME_MAX_LENGTH
+from audioverse.catalog.models import GENRE_NAME_MAX_LENGTH, PERSON_NAME_MAX_LENGTH, SEARCH_REPORT_QUERY_MAX_LENGTH
 from audioverse.types import Text
 from search.query import Highlights
 
@@ -166,3 +166,49 @@ class SearchStatus(msgspec.Struct):
     """How long the oldest change not yet in the index has waited (0 when none waits)."""
     last_synced_at: datetime | None
     reindex: ReindexProgress
+
+
+MAX_SYNONYM_SETS = 2000
+MAX_TERMS_PER_SYNONYM_SET = 20
+SYNONYM_TERM_MAX_LENGTH = 50
+SynonymTerm = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=SYNONYM_TERM_MAX_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$",
+        description="A word or a few words, without control characters; stored lowercased with single spaces.",
+    ),
+]
+SynonymSet = Annotated[
+    list[SynonymTerm],
+    msgspec.Meta(
+        min_length=2,
+        max_length=MAX_TERMS_PER_SYNONYM_SET,
+        description="Terms that stand for one another in searches (mutual synonyms).",
+    ),
+]
+
+
+class SynonymSetsWrite(msgspec.Struct, forbid_unknown_fields=True):
+    """The whole list of synonym sets, replacing the current one."""
+
+    sets: Annotated[list[SynonymSet], msgspec.Meta(max_length=MAX_SYNONYM_SETS)]
+
+
+class SynonymSetsRead(msgspec.Struct):
+    sets: list[list[str]]
+    """Each set's terms, lowercased, in the order they were given."""
+    is_default: bool
+    """True until a curator saves a list: these are the sets the service ships with."""
+    updated_at: datetime | None
+    """When a curator last saved the list; null for the shipped defaults."""
+
+
+class ZeroResultRead(msgspec.Struct):
+    query: Annotated[str, msgspec.Meta(max_length=SEARCH_REPORT_QUERY_MAX_LENGTH)]
+    """The search text as counted: lowercased, spaces collapsed."""
+    searches: int
+    """How many searches for it found nothing."""
+    first_seen_at: datetime
+    last_seen_at: datetime

@@ -1,24 +1,37 @@
-"""HTTP routes of search: catalog search, as-you-type suggestions, reindex and index status."""
+"""HTTP routes of search: catalog search, as-you-type suggestions, and the curators' reindex, status and tuning."""
 
 from __future__ import annotations
 
 from http import HTTPStatus
 from typing import Annotated
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import Parameter, SkipValidation
 from litestar.stores.base import Store
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.auth import PUBLIC, requires_curator
-from audioverse.catalog.deps import AUDIOBOOKS, SEARCH_QUERY
+from audioverse.catalog.deps import AUDIOBOOKS, SEARCH_QUERY, SYNONYMS, ZERO_RESULTS
 from audioverse.catalog.indexing import index_status, start_reindex
-from audioverse.catalog.schemas import ReindexJob, SearchPage, SearchStatus
-from audioverse.catalog.services import AudiobookService, engine_errors_as_503
+from audioverse.catalog.schemas import (
+    ReindexJob,
+    SearchPage,
+    SearchStatus,
+    SynonymSetsRead,
+    SynonymSetsWrite,
+    ZeroResultRead,
+)
+from audioverse.catalog.services import (
+    AudiobookService,
+    SynonymService,
+    ZeroResultService,
+    ZeroResultTally,
+    engine_errors_as_503,
+)
 from audioverse.config import Settings
 from audioverse.errors import problem_responses
-from audioverse.types import text_query
+from audioverse.types import ListPage, Page, text_query
 from search import SearchEngine
 from search.query import MAX_SUGGESTIONS, SearchQuery, Suggestions
 
@@ -37,7 +50,9 @@ class SearchController(Controller):
         "of the words rank first; a word that matches nothing lowers no book's rank instead of emptying the "
         "result; of equal matches the shortest title comes first. Filters as on the list. `facets` is a "
         "comma list of genres, languages, authors, narrators, duration; author and narrator facet values are "
-        "ids. Each item carries `highlights` with matched words in `<mark>`.",
+        "ids. Each item carries `highlights` with matched words in `<mark>`. Curators' synonym sets apply "
+        "(`/api/admin/search/synonyms/`); a first page of text without filters that finds nothing is counted, "
+        "without who sent it, in `/api/admin/search/zero-results/`.",
         opt=PUBLIC,
         dependencies=SEARCH_QUERY,
         responses=problem_responses(
@@ -49,8 +64,9 @@ class SearchController(Controller):
         search: Engine,
         audiobooks: NamedDependency[AudiobookService],
         engine_query: NamedDependency[SearchQuery],
+        zero_result_tally: NamedDependency[ZeroResultTally],
     ) -> SearchPage:
-        return await audiobooks.search(search, engine_query)
+        return await audiobooks.search(search, engine_query, zero_result_tally)
 
     @get(
         "/api/search/suggest",
@@ -95,3 +111,49 @@ class SearchAdminController(Controller):
         settings: NamedDependency[Settings],
     ) -> Response[SearchStatus]:
         return Response(await index_status(search, search_store, db_session, settings.search_index))
+
+    @get(
+        "/synonyms",
+        summary="The synonym sets searches apply (curators)",
+        description="Until a curator saves a list, the shipped defaults: numbers and ordinals 1-100 as digits and "
+        "words, and dr/doctor, st/saint, mr/mister, mrs/missus, &/and.",
+        dependencies=SYNONYMS,
+        responses=problem_responses(HTTPStatus.FORBIDDEN),
+    )
+    async def synonyms(self, synonyms: NamedDependency[SynonymService]) -> SynonymSetsRead:
+        return await synonyms.current()
+
+    @put(
+        "/synonyms",
+        summary="Replace the synonym sets (curators)",
+        description="The whole list: each set's terms stand for one another in searches on both engines, from the "
+        "next search on, without a reindex. Terms are stored lowercased with single spaces; a set needs two "
+        "different terms (422). 503 when the engine cannot take the list, which is then not saved.",
+        dependencies=SYNONYMS,
+        responses=problem_responses(
+            HTTPStatus.BAD_REQUEST,
+            HTTPStatus.FORBIDDEN,
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            HTTPStatus.SERVICE_UNAVAILABLE,
+        ),
+    )
+    async def replace_synonyms(
+        self, data: SynonymSetsWrite, search: Engine, synonyms: NamedDependency[SynonymService]
+    ) -> SynonymSetsRead:
+        return await synonyms.replace(search, data)
+
+    @get(
+        "/zero-results",
+        summary="The searches that found nothing, most frequent first (curators)",
+        description="Texts of first pages searched without filters, lowercased with spaces collapsed, with no "
+        "user attached; where synonyms are missing. Each server process adds its counts every 10 s.",
+        dependencies=ZERO_RESULTS,
+        responses=problem_responses(HTTPStatus.FORBIDDEN, HTTPStatus.UNPROCESSABLE_ENTITY),
+    )
+    async def zero_results(
+        self,
+        zero_result_queries: NamedDependency[ZeroResultService],
+        zero_result_tally: NamedDependency[ZeroResultTally],
+        page: NamedDependency[Page],
+    ) -> ListPage[ZeroResultRead]:
+        return ListPage.of(await zero_result_queries.top(page, zero_result_tally))

@@ -1,32 +1,40 @@
-"""Catalog rules and queries: listing with filters and sorts, people and genres by name, edits, chapters."""
+"""Catalog rules and queries: listing, people and genres by name, edits, chapters, search and its tuning."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import msgspec
 from advanced_alchemy.filters import ComparisonFilter, LimitOffset, OrderBy, SearchFilter, StatementFilter
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
-from sqlalchemy import Column, ColumnElement, String, func, literal, null, select, union_all
+from sqlalchemy import Column, ColumnElement, String, delete, func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload, with_expression
 from sqlalchemy.orm.strategy_options import _AbstractLoad
 
 from audioverse.accounts.auth import ensure_owner_or_curator
 from audioverse.accounts.models import User
+from audioverse.catalog.default_synonyms import default_synonym_sets
 from audioverse.catalog.models import (
     GENRE_NAME_MAX_LENGTH,
     PERSON_NAME_MAX_LENGTH,
+    SEARCH_REPORT_QUERY_MAX_LENGTH,
     SHARED_AUDIO_PREFIX,
     Audiobook,
     Author,
     Chapter,
     Genre,
     Narrator,
+    SearchSynonyms,
+    ZeroResultQuery,
     audiobook_author,
     audiobook_genre,
     audiobook_narrator,
@@ -44,8 +52,12 @@ from audioverse.catalog.schemas import (
     PersonUpdate,
     SearchItem,
     SearchPage,
+    SynonymSetsRead,
+    SynonymSetsWrite,
+    ZeroResultRead,
 )
 from audioverse.catalog.views import chapter_reads
+from audioverse.db import upsert_into
 from audioverse.errors import FieldError, NotFound, ServiceUnavailable, Unprocessable
 from audioverse.jobs import defer
 from audioverse.storage import DELETE_TASK as DELETE_STORED_OBJECTS
@@ -417,10 +429,16 @@ class AudiobookService(SQLAlchemyAsyncRepositoryService[Audiobook]):
         if genres is not None:
             book.genres = await GenreService(session=session).by_names(genres)
 
-    async def search(self, engine: SearchEngine, query: SearchQuery) -> SearchPage:
-        """The engine's page of hits, each as the book it names with the engine's highlights."""
+    async def search(self, engine: SearchEngine, query: SearchQuery, zero_results: ZeroResultTally) -> SearchPage:
+        """The engine's page of hits, each as the book it names with the engine's highlights.
+
+        A search that found nothing is counted for the curators' report (``zero_results``).
+        """
         with engine_errors_as_503():
             result = await engine.search(query)
+        zero_results.note(query, result.total)
+        if due := zero_results.take(only_if_due=True):
+            await ZeroResultService(session=self.repository.session).add(due)
         books = await book_cards(self.repository.session, [hit.id for hit in result.hits])
         items = [
             SearchItem(**msgspec.structs.asdict(books[hit.id]), highlights=hit.highlights)
@@ -455,3 +473,134 @@ def validate_chapters(chapters: Sequence[ChapterWrite], duration: float) -> None
                 errors=[FieldError(field=f"chapters[{index}]", message=f"Chapter {problem}.")],
             )
         previous_end = chapter.end_time_seconds
+
+
+def normalized_synonym_sets(sets: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Terms lowercased with single spaces, each once per set; 422 naming a set left with one term."""
+    normalized: list[list[str]] = []
+    for position, terms in enumerate(sets):
+        unique = list(dict.fromkeys(" ".join(unicodedata.normalize("NFKC", term).lower().split()) for term in terms))
+        if len(unique) < 2:
+            raise Unprocessable(
+                "A synonym set needs two different terms.",
+                errors=[FieldError(field=f"sets[{position}]", message=f"Only {unique[0]!r} once lowercased.")],
+            )
+        normalized.append(unique)
+    return normalized
+
+
+class SearchSynonymsRepository(SQLAlchemyAsyncRepository[SearchSynonyms]):
+    model_type = SearchSynonyms
+
+
+class SynonymService(SQLAlchemyAsyncRepositoryService[SearchSynonyms]):
+    """The synonym sets searches apply: the curators' list (or the shipped defaults) and its delivery."""
+
+    repository_type = SearchSynonymsRepository
+
+    async def current(self) -> SynonymSetsRead:
+        saved = await self.repository.session.scalar(select(SearchSynonyms).order_by(SearchSynonyms.id.desc()).limit(1))
+        if saved is None:
+            return SynonymSetsRead(sets=default_synonym_sets(), is_default=True, updated_at=None)
+        return SynonymSetsRead(sets=saved.sets, is_default=False, updated_at=saved.updated_at)
+
+    async def replace(self, engine: SearchEngine, wanted: SynonymSetsWrite) -> SynonymSetsRead:
+        """Save the sets and hand them to the engine, which applies them from the next search on."""
+        sets = normalized_synonym_sets(wanted.sets)
+        await self.repository.session.execute(delete(SearchSynonyms))
+        saved = await self.create(SearchSynonyms(sets=sets))
+        # The engine refusing or unreachable fails the request, and its rollback keeps the saved list.
+        with engine_errors_as_503():
+            await engine.set_synonyms(sets)
+        return SynonymSetsRead(sets=saved.sets, is_default=False, updated_at=saved.updated_at)
+
+
+ZERO_RESULT_FLUSH_SECONDS = 10.0
+MAX_PENDING_ZERO_RESULT_QUERIES = 1000
+MAX_ZERO_RESULT_QUERIES = 10_000
+"""Rows the report keeps; beyond, the least searched (then the longest unseen) go first."""
+
+
+def counted_query_text(text: str) -> str:
+    """A search text as the report counts it: lowercased, spaces collapsed, cut to the column."""
+    return " ".join(text.lower().split())[:SEARCH_REPORT_QUERY_MAX_LENGTH]
+
+
+class ZeroResultTally:
+    """A count, kept by each process, of the searches that found nothing, written to the database every few seconds.
+
+    Searching is a read anyone may send; a database write per miss would let anonymous traffic drive
+    the write load, so misses are summed here and ``take`` hands them over at most once per interval.
+    Only a first page of text without filters counts: a filter that matches nothing is not a missing synonym.
+    """
+
+    def __init__(
+        self, flush_seconds: float = ZERO_RESULT_FLUSH_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._counts: Counter[str] = Counter()
+        self._flush_seconds = flush_seconds
+        self._clock = clock
+        self._taken_at = clock()
+
+    def note(self, query: SearchQuery, total: int) -> None:
+        if total or query.offset or query.filters != SearchFilters():
+            return
+        text = counted_query_text(query.text)
+        # A flood of distinct texts between two writes keeps counting the ones already seen.
+        if text and (text in self._counts or len(self._counts) < MAX_PENDING_ZERO_RESULT_QUERIES):
+            self._counts[text] += 1
+
+    def take(self, *, only_if_due: bool = False) -> dict[str, int]:
+        """The counts since the last take (empty when ``only_if_due`` and the interval has not passed)."""
+        if only_if_due and self._clock() - self._taken_at < self._flush_seconds:
+            return {}
+        counts, self._counts, self._taken_at = dict(self._counts), Counter(), self._clock()
+        return counts
+
+
+class ZeroResultRepository(SQLAlchemyAsyncRepository[ZeroResultQuery]):
+    model_type = ZeroResultQuery
+
+
+class ZeroResultService(SQLAlchemyAsyncRepositoryService[ZeroResultQuery]):
+    """The report of searches that found nothing: counts added in bulk, the most frequent first."""
+
+    repository_type = ZeroResultRepository
+
+    async def add(self, counts: Mapping[str, int]) -> None:
+        """Add ``counts`` to the stored ones in one statement, then drop what exceeds the report's size."""
+        if not counts:
+            return
+        session = self.repository.session
+        now = datetime.now(UTC)
+        # Sorted keys lock rows in one order, so two processes adding at once cannot deadlock.
+        rows = [
+            {"query": text, "searches": n, "created_at": now, "updated_at": now} for text, n in sorted(counts.items())
+        ]
+        statement = upsert_into(session, ZeroResultQuery).values(rows)
+        statement = statement.on_conflict_do_update(
+            index_elements=[ZeroResultQuery.query],
+            set_={
+                "searches": ZeroResultQuery.searches + statement.excluded.searches,
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+        await session.execute(statement)
+        if (excess := await self.count() - MAX_ZERO_RESULT_QUERIES) > 0:
+            least = select(ZeroResultQuery.id).order_by(ZeroResultQuery.searches, ZeroResultQuery.updated_at)
+            await session.execute(delete(ZeroResultQuery).where(ZeroResultQuery.id.in_(least.limit(excess))))
+
+    async def top(self, page: LimitOffset, pending: ZeroResultTally) -> OffsetPagination[ZeroResultRead]:
+        """The most frequent first, including this process's counts not yet written."""
+        await self.add(pending.take())
+        rows, total = await self.get_many_and_count(
+            page,
+            order_by=[ZeroResultQuery.searches.desc(), ZeroResultQuery.updated_at.desc(), ZeroResultQuery.id.asc()],
+        )
+        items = [
+            ZeroResultRead(
+                query=row.query, searches=row.searches, first_seen_at=row.created_at, last_seen_at=row.updated_at
+            )
+            for row in rows
+        ]
+        return OffsetPagination(items=items, total=total, limit=page.limit, offset=page.offset)
