@@ -91,6 +91,8 @@ async def test_saved_synonyms_apply_from_the_next_search_without_a_reindex(
         [["dr", ""]],  # an empty term
         [["dr", "   "]],  # only spaces
         [["dr", "doc\ntor"]],  # a control character
+        [["dr", "\x00"]],  # NUL alone
+        [["dr", "doc\x00tor"]],  # NUL inside
         [["dr", "x" * 51]],  # too long
         [["a", "b"]] * (MAX_SYNONYM_SETS + 1),  # too many sets
         [[str(n) for n in range(21)]],  # too many terms in a set

@@ -176,7 +176,8 @@ SynonymTerm = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=SYNONYM_TERM_MAX_LENGTH,
-        pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$",
+        # Something besides spaces (``\S`` alone would take a NUL), and no control character anywhere.
+        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
         description="A word or a few words, without control characters; stored lowercased with single spaces.",
     ),
 ]
