@@ -20,6 +20,7 @@ from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
 from redis.asyncio import Redis
+from sqlalchemy.exc import SQLAlchemyError
 from taskiq import InMemoryBroker
 
 from audioverse import __version__
@@ -74,6 +75,10 @@ async def docs_redirect() -> Redirect:
     return Redirect(f"{OPENAPI_PATH}/swagger")
 
 
+DATABASE_UNREACHABLE = (SQLAlchemyError, OSError)
+"""What reading the database raises while it is down: asyncpg's refused connection surfaces unwrapped."""
+
+
 def _stores(settings: Settings, redis: Redis | None) -> StoreRegistry:
     if redis is None:
         return StoreRegistry(default_factory=lambda _name: MemoryStore())
@@ -95,13 +100,21 @@ async def configure_search(search: SearchEngine, database: SQLAlchemyAsyncConfig
     """Create the indexes, apply the settings kept in code and the synonyms curated in the database.
 
     The engine's refusal is returned, not raised: searches answer 503 and /api/ready names the engine
-    until it is back, while the rest of the service works.
+    until it is back, while the rest of the service works. A database that cannot be read leaves the
+    engine's synonyms as they are (Meilisearch keeps the last list it was given) and /api/ready names it.
     """
     try:
         await search.configure()
-        # The embedded engine keeps synonyms only in memory, so every start hands them over.
+    except SearchEngineError as exc:
+        return exc
+    try:
         async with database.get_session() as session:
             synonyms = await SynonymService(session=session).current()
+    except DATABASE_UNREACHABLE as exc:
+        structlog.get_logger(__name__).warning("synonyms not loaded: the database did not answer", error=repr(exc))
+        return None
+    try:
+        # The embedded engine keeps synonyms only in memory, so every start hands them over.
         await search.set_synonyms(synonyms.sets)
     except SearchEngineError as exc:
         return exc
@@ -109,9 +122,12 @@ async def configure_search(search: SearchEngine, database: SQLAlchemyAsyncConfig
 
 
 async def save_zero_results(database: SQLAlchemyAsyncConfig, tally: ZeroResultTally) -> None:
-    """Write the searches that found nothing since the last write, so a stop loses none."""
-    async with database.get_session() as session, session.begin():
-        await ZeroResultService(session=session).add(tally.take())
+    """Write the searches that found nothing since the last write, so a stop loses none the database can take."""
+    try:
+        async with database.get_session() as session, session.begin():
+            await ZeroResultService(session=session).add(tally.take())
+    except DATABASE_UNREACHABLE as exc:
+        structlog.get_logger(__name__).warning("zero-result counts lost at shutdown", error=repr(exc))
 
 
 def readiness_probes(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import Parameter, SkipValidation
+from litestar.params import JSONBody, Parameter, SkipValidation
 from litestar.stores.base import Store
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -138,7 +138,7 @@ class SearchAdminController(Controller):
         ),
     )
     async def replace_synonyms(
-        self, data: SynonymSetsWrite, search: Engine, synonyms: NamedDependency[SynonymService]
+        self, data: JSONBody[SynonymSetsWrite], search: Engine, synonyms: NamedDependency[SynonymService]
     ) -> SynonymSetsRead:
         return await synonyms.replace(search, data)
 
