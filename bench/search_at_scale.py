@@ -28,7 +28,7 @@ from meilisearch_python_sdk import AsyncClient
 from meilisearch_python_sdk.models.settings import MeilisearchSettings
 from sqlalchemy import func, select, text, update
 
-from audioverse.catalog.controllers import provide_catalog_filters
+from audioverse.catalog.deps import provide_catalog_filters, provide_search_query
 from audioverse.catalog.indexing import (
     PEOPLE,
     audiobook_documents,
@@ -39,9 +39,9 @@ from audioverse.catalog.indexing import (
     reindex,
 )
 from audioverse.catalog.models import Audiobook, Author, CatalogOutbox, Narrator
-from audioverse.catalog.search_controllers import search_query
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
+from audioverse.types import provide_page
 from bench.common import (
     AUDIOVERSE,
     ROOT,
@@ -83,7 +83,9 @@ def engine_query(params: Mapping[str, Any]) -> SearchQuery:
     """The engine query the search endpoint builds from these parameters, through its own dependency providers."""
     filter_names = inspect.signature(provide_catalog_filters).parameters
     filters = provide_catalog_filters(**{name: value for name, value in params.items() if name in filter_names})
-    return search_query(filters, **{name: value for name, value in params.items() if name not in filter_names})
+    rest = {name: value for name, value in params.items() if name not in filter_names}
+    page = provide_page(**{name: rest.pop(name) for name in ("limit", "offset") if name in rest})
+    return provide_search_query(filters, page, **rest)
 
 
 @dataclass(frozen=True)
