@@ -16,6 +16,8 @@ from typing import IO, Any, TypeVar
 import anyio
 import anyio.to_thread
 import tantivy
+from rapidfuzz.distance import OSA
+from rapidfuzz.process import extract_iter
 from tantivy import Occur, Order, Query
 
 from search.documents import AudiobookDocument, PersonDocument, PersonKind, person_key
@@ -179,32 +181,26 @@ def person_fields(person: PersonDocument) -> tantivy.Document:
     return document
 
 
-def within_edits(word: str, target: str, max_edits: int) -> bool:
-    """Whether ``target`` is at most ``max_edits`` edits from ``word``, a neighbour swap counting once.
+def words_matching(tokens: Sequence[str], words: Iterable[str]) -> set[str]:
+    """The ``words`` some query token matches the way the text query does.
 
-    Tantivy matches typos with this distance but does not say which words matched; the highlighter
-    needs to know, to mark them.
+    Within the token's typo budget (optimal string alignment: a swap of neighbours is one edit, as in
+    tantivy's fuzzy query), the last token also as a prefix. Tantivy does not say which words matched;
+    the highlighter needs them to mark every word of every hit's fields.
     """
-    if abs(len(word) - len(target)) > max_edits:
-        return False
-    previous_row: list[int] = []
-    row = list(range(len(target) + 1))
-    for i, letter in enumerate(word, start=1):
-        before_row, previous_row, row = previous_row, row, [i] + [0] * len(target)
-        for j, other in enumerate(target, start=1):
-            row[j] = min(previous_row[j] + 1, row[j - 1] + 1, previous_row[j - 1] + (letter != other))
-            if i > 1 and j > 1 and letter == target[j - 2] and word[i - 2] == other:
-                row[j] = min(row[j], before_row[j - 2] + 1)
-    return row[-1] <= max_edits
-
-
-def matches_word(token: str, word: str, *, as_prefix: bool) -> bool:
-    """Whether the query ``token`` matches the indexed ``word`` the way the text query does."""
-    budget = typo_budget(token)
-    if not as_prefix:
-        return within_edits(token, word, budget)
-    shortest, longest = max(1, len(token) - budget), len(token) + budget
-    return any(within_edits(token, word[:length], budget) for length in range(shortest, longest + 1))
+    choices = list(words)
+    matched: set[str] = set()
+    for position, token in enumerate(tokens):
+        budget = typo_budget(token)
+        if position == len(tokens) - 1:
+            lengths = range(max(1, len(token) - budget), len(token) + budget + 1)
+            heads = [(word[:length], word) for word in choices for length in lengths]
+        else:
+            heads = [(word, word) for word in choices]
+        # rapidfuzz compares in C++ and yields only the choices within the budget.
+        found = extract_iter(token, [head for head, _ in heads], scorer=OSA.distance, score_cutoff=budget)
+        matched.update(heads[index][1] for _, _, index in found)
+    return matched
 
 
 def text_query(
@@ -708,7 +704,7 @@ class _Highlighter:
             words = {
                 word for document in documents for text in document[field] for word in self._analyzer.analyze(text)
             }
-            matched = {word for word in words if self._matches(tokens, word)}
+            matched = words_matching(tokens, words)
             if matched:
                 terms = [(Occur.Should, Query.term_query(AUDIOBOOK_SCHEMA, field, word)) for word in sorted(matched)]
                 generator = tantivy.SnippetGenerator.create(
@@ -716,11 +712,6 @@ class _Highlighter:
                 )
                 generator.set_max_num_chars(DESCRIPTION_SNIPPET_CHARS if field == "description" else WHOLE_FIELD_CHARS)
                 self._generators[field] = generator
-
-    @staticmethod
-    def _matches(tokens: list[str], word: str) -> bool:
-        last = len(tokens) - 1
-        return any(matches_word(token, word, as_prefix=position == last) for position, token in enumerate(tokens))
 
     def highlights(self, document: tantivy.Document) -> Highlights:
         title = document.get_first("title") or ""

@@ -8,25 +8,34 @@ from pathlib import Path
 import pytest
 
 from search import SearchEngineError, SearchEngineUnavailable, SearchQuery
-from search.embedded import CURRENT_POINTER, EmbeddedSearchEngine, within_edits
+from search.embedded import CURRENT_POINTER, EmbeddedSearchEngine, words_matching
 from search.query import MAX_RESULT_WINDOW
 from tests.search.catalog import CATALOG, PEOPLE
 
 
 @pytest.mark.parametrize(
-    ("word", "target", "edits"),
+    ("typed", "word", "matched"),
     [
-        ("holmes", "holmes", 0),
-        ("holmes", "homles", 1),  # neighbours swapped
-        ("holmes", "holme", 1),
-        ("holmes", "hlomse", 2),
-        ("stevenson", "stivensen", 2),
-        ("emma", "anna", 3),
+        ("holmes", "holmes", True),
+        ("homles", "holmes", True),  # neighbours swapped: one typo, within a 6-letter word's budget
+        ("hlomse", "holmes", False),  # two typos
+        ("holme", "holmes", True),  # one letter dropped
+        ("stivensen", "stevenson", True),  # two typos in a 9-letter word
+        ("stivansen", "stevenson", False),  # three
+        ("emma", "anna", False),  # no typo in a 4-letter word
     ],
 )
-def test_edit_distance_counts_a_swap_of_neighbours_once(word: str, target: str, edits: int) -> None:
-    assert within_edits(word, target, edits)
-    assert edits == 0 or not within_edits(word, target, edits - 1)
+def test_the_highlighter_matches_words_as_the_typo_query_does(typed: str, word: str, matched: bool) -> None:
+    # Not the last word, so no prefix matching: "zzzz" stands last and matches nothing.
+    assert (word in words_matching([typed, "zzzz"], [word, "other"])) is matched
+
+
+@pytest.mark.parametrize(
+    ("typed", "matched"),
+    [("sher", {"sherlock"}), ("holm", {"holmes"}), ("sherlcok", {"sherlock"}), ("shre", set()), ("xyz", set())],
+)
+def test_the_last_word_also_matches_the_beginning_of_a_word(typed: str, matched: set[str]) -> None:
+    assert words_matching([typed], ["sherlock", "holmes"]) == matched
 
 
 def generations_on_disk(directory: Path) -> tuple[list[str], str]:
