@@ -73,6 +73,7 @@ TASK_TIMEOUT_MS = 3_600_000
 SEED_TIMEOUT_SECONDS = 3 * 3600
 MIB = 1024 * 1024
 STARTED = time.monotonic()
+SUGGEST_ROUNDS_PER_ROUND = 4
 
 
 def log(message: str) -> None:
@@ -241,6 +242,24 @@ def health_latencies(base: str, requests: int) -> list[float]:
             client.get(f"{base}/api/health").raise_for_status()
             latencies.append((time.perf_counter() - started) * 1000)
     return latencies
+
+
+SUGGEST_PREFIXES = ["a", "d", "s", "th", "dr", "mo", "sh", "pri", "dic", "hol", "war", "fra"]
+"""What a listener has typed when suggestions first matter: one to three letters."""
+
+
+def suggest_latencies(base: str, rounds: int) -> list[float]:
+    """``GET /api/search/suggest/`` for 1-3 letter prefixes, sequentially, after a warm-up pass."""
+    with httpx.Client(timeout=60) as client:
+
+        def suggest(text: str) -> float:
+            started = time.perf_counter()
+            client.get(f"{base}/api/search/suggest/", params={"q": text}).raise_for_status()
+            return (time.perf_counter() - started) * 1000
+
+        for text in SUGGEST_PREFIXES:
+            suggest(text)
+        return [suggest(text) for _ in range(rounds) for text in SUGGEST_PREFIXES]
 
 
 class Progress:
@@ -593,6 +612,7 @@ def print_summary(result: dict[str, Any]) -> None:
     print(latency("API, Meilisearch processingTimeMs", api["processing_time_ms"]))
     print(latency("API minus processingTimeMs", api["overhead_ms"]))
     print(latency("GET /api/health (server floor)", api["health_endpoint_latency_ms"]))
+    print(latency("GET /api/search/suggest/ (1-3 letters)", result["api_suggest"]["latency_ms"]))
     print(latency("MeilisearchEngine.search", engines["meilisearch"]["latency_ms"]))
     print(latency("EmbeddedSearchEngine.search", engines["embedded"]["latency_ms"]))
     if result["queries_without_hits"]:
@@ -641,6 +661,8 @@ def main() -> None:
             with running_service(data_dir, **service_settings) as (base, _process):
                 api = api_timings(base, run.cases, args.rounds)
                 health = health_latencies(base, len(api))
+                suggestions = suggest_latencies(base, SUGGEST_ROUNDS_PER_ROUND * args.rounds)
+    previous = json.loads(args.output.read_text()) if args.output.exists() else {}
     runs = {"api": api, "meilisearch_engine": run.meilisearch_timings, "embedded_engine": run.embedded_timings}
     queries = per_query(run.cases, runs)
     result: dict[str, Any] = {
@@ -666,6 +688,11 @@ def main() -> None:
             **latency_report(api),
             "health_endpoint_latency_ms": summary(health),
         },
+        "api_suggest": {
+            "prefixes": SUGGEST_PREFIXES,
+            "requests": len(suggestions),
+            "latency_ms": summary(suggestions),
+        },
         "engine_search": {
             "meilisearch": latency_report(run.meilisearch_timings),
             "embedded": latency_report(run.embedded_timings),
@@ -679,6 +706,13 @@ def main() -> None:
         ],
         "queries": queries,
         "wall_seconds": round(time.monotonic() - STARTED, 1),
+        # The last recorded run's headline numbers, to compare against.
+        "previous": {
+            "date": previous.get("date"),
+            "audioverse": previous.get("versions", {}).get("audioverse"),
+            "api_search_latency_ms": previous.get("api_search", {}).get("latency_ms"),
+            "reindex_to_raw_time_ratio": previous.get("reindex_to_raw_time_ratio"),
+        },
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
