@@ -68,21 +68,34 @@ def audioverse_environment(data_dir: Path, **settings: str) -> dict[str, str]:
     }
 
 
+STOP_SECONDS = 30
+
+
 @contextmanager
 def running_service(data_dir: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``audioverse run`` (embedded profile unless settings say otherwise) on a free port, once it is ready."""
     port = free_port()
     environment = audioverse_environment(data_dir, **settings)
-    process = subprocess.Popen(
-        [AUDIOVERSE, "run", "--port", str(port)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "service.log"
+    with log_path.open("wb") as service_log:
+        process = subprocess.Popen(
+            [AUDIOVERSE, "run", "--port", str(port)], env=environment, stdout=service_log, stderr=subprocess.STDOUT
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(base)
         yield base, process
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            # What it was still doing is in its log; the measurements taken meanwhile stand.
+            tail = log_path.read_text(errors="replace").splitlines()[-20:]
+            print(f"audioverse run did not stop within {STOP_SECONDS} s; killed. Its last lines:", *tail, sep="\n")
+            process.kill()
+            process.wait()
 
 
 def create_admin(data_dir: Path, username: str = "bench", password: str = "benchmark password 1") -> tuple[str, str]:

@@ -27,14 +27,15 @@ from audioverse.catalog.models import (
     OutboxOperation,
     audiobook_author,
     audiobook_narrator,
+    cover_url,
 )
 from audioverse.catalog.schemas import ReindexProgress, SearchStatus
-from audioverse.catalog.services import AudiobookService, books_by_id, engine_errors_as_503
+from audioverse.catalog.services import AudiobookService, book_links, engine_errors_as_503
 from audioverse.config import Settings
 from audioverse.errors import Conflict
 from audioverse.jobs import defer
 from search import SearchEngine, SearchEngineError
-from search.documents import AudiobookDocument, GenreRef, PersonDocument, PersonKind, PersonRef
+from search.documents import AudiobookDocument, PersonDocument, PersonKind
 from search.embedded import EmbeddedSearchEngine
 from search.meilisearch import MeilisearchEngine
 
@@ -73,32 +74,42 @@ def search_store_for(settings: Settings) -> Store:
     return MemoryStore()
 
 
-def audiobook_document(book: Audiobook) -> AudiobookDocument:
-    return AudiobookDocument(
-        id=book.id,
-        title=book.title,
-        subtitle=book.subtitle or "",
-        description=book.description,
-        series=book.series,
-        series_position=book.series_position,
-        authors=[PersonRef(id=a.id, name=a.name) for a in book.authors],
-        narrators=[PersonRef(id=n.id, name=n.name) for n in book.narrators],
-        genres=[GenreRef(id=g.id, name=g.name, slug=g.slug) for g in book.genres],
-        language=book.language,
-        duration_seconds=book.duration_seconds,
-        release_date=book.release_date,
-        average_rating=float(book.average_rating),
-        total_ratings=book.total_ratings,
-        play_count=book.play_count,
-        created_at=book.created_at,
-        cover_url=book.cover_url,
-    )
+_DOCUMENT_COLUMNS = [
+    Audiobook.id,
+    Audiobook.title,
+    Audiobook.subtitle,
+    Audiobook.description,
+    Audiobook.series,
+    Audiobook.series_position,
+    Audiobook.language,
+    Audiobook.duration_seconds,
+    Audiobook.release_date,
+    Audiobook.average_rating,
+    Audiobook.total_ratings,
+    Audiobook.play_count,
+    Audiobook.created_at,
+    Audiobook.cover_key,
+]
 
 
 async def audiobook_documents(session: AsyncSession, ids: Iterable[int]) -> list[AudiobookDocument]:
-    """Documents for the books that exist among ``ids``: one query for the books, one per relation."""
-    books = await books_by_id(session, list(ids))
-    return [audiobook_document(book) for book in books.values()]
+    """Documents for the books that exist among ``ids``, from plain rows in two statements.
+
+    A reindex builds 100,000 of these: ORM objects and their link collections cost more than the queries.
+    """
+    rows = (await session.execute(select(*_DOCUMENT_COLUMNS).where(Audiobook.id.in_(list(ids))))).all()
+    links = await book_links(session, [row.id for row in rows])
+    fields = [
+        {
+            **row._mapping,
+            "subtitle": row.subtitle or "",
+            "average_rating": float(row.average_rating),
+            "cover_url": cover_url(row.id, row.cover_key),
+            **links[row.id],
+        }
+        for row in rows
+    ]
+    return msgspec.convert(fields, list[AudiobookDocument])
 
 
 def _link(model: type[Author] | type[Narrator]) -> Any:

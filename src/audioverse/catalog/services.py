@@ -6,7 +6,7 @@ import re
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeVar, cast
@@ -129,20 +129,35 @@ def ordered_by(sort: str) -> list[OrderBy]:
     ]
 
 
-async def books_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, Audiobook]:
-    """The books among ``ids`` that exist, by id, each with its authors, narrators and genres."""
-    if not ids:
-        return {}
-    books = await session.scalars(select(Audiobook).where(Audiobook.id.in_(ids)).options(*LIST_LOAD))
-    return {book.id: book for book in books}
-
-
-_CARD_LINKS = ("authors", "narrators", "genres")
+_LINKS = (
+    ("authors", audiobook_author, audiobook_author.c.author_id, Author, null().cast(String)),
+    ("narrators", audiobook_narrator, audiobook_narrator.c.narrator_id, Narrator, null().cast(String)),
+    ("genres", audiobook_genre, audiobook_genre.c.genre_id, Genre, Genre.slug),
+)
 _CARD_COLUMNS = [
     column
     for column in Audiobook.__table__.columns
     if column.key in {field.name for field in msgspec.structs.fields(AudiobookRead)} | {"cover_key", "uploaded_by_id"}
 ]
+
+
+async def book_links(session: AsyncSession, ids: Collection[int]) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    """Each book's authors, narrators and genres as plain ``{id, name}`` (genres also ``slug``), in one statement."""
+    links: dict[int, dict[str, list[dict[str, Any]]]] = {book_id: {kind: [] for kind, *_ in _LINKS} for book_id in ids}
+    if not links:
+        return links
+    statement = union_all(
+        *(
+            select(literal(kind).label("kind"), table.c.audiobook_id, model.id, model.name, slug)
+            .join(model, model.id == key)
+            .where(table.c.audiobook_id.in_(list(links)))
+            for kind, table, key, model, slug in _LINKS
+        )
+    )
+    for kind, audiobook_id, link_id, name, slug in await session.execute(statement):
+        ref = {"id": link_id, "name": name} if slug is None else {"id": link_id, "name": name, "slug": slug}
+        links[audiobook_id][kind].append(ref)
+    return links
 
 
 async def book_cards(session: AsyncSession, ids: Sequence[int]) -> dict[int, AudiobookRead]:
@@ -159,24 +174,9 @@ async def book_cards(session: AsyncSession, ids: Sequence[int]) -> dict[int, Aud
         card["cover_url"] = cover_url(card["id"], card.pop("cover_key"))
         card["uploaded_by"] = card.pop("uploaded_by_id")
         card["average_rating"] = float(card["average_rating"])
-        cards[card["id"]] = card | {link: [] for link in _CARD_LINKS}
-    if not cards:
-        return {}  # every book named was deleted meanwhile
-    links = union_all(
-        *(
-            select(literal(kind).label("kind"), table.c.audiobook_id, model.id, model.name, slug)
-            .join(model, model.id == key)
-            .where(table.c.audiobook_id.in_(cards))
-            for kind, table, key, model, slug in (
-                ("authors", audiobook_author, audiobook_author.c.author_id, Author, null().cast(String)),
-                ("narrators", audiobook_narrator, audiobook_narrator.c.narrator_id, Narrator, null().cast(String)),
-                ("genres", audiobook_genre, audiobook_genre.c.genre_id, Genre, Genre.slug),
-            )
-        )
-    )
-    for kind, audiobook_id, link_id, name, slug in await session.execute(links):
-        ref = {"id": link_id, "name": name} if slug is None else {"id": link_id, "name": name, "slug": slug}
-        cards[audiobook_id][kind].append(ref)
+        cards[card["id"]] = card
+    for book_id, links in (await book_links(session, cards)).items():
+        cards[book_id].update(links)
     return {book_id: msgspec.convert(card, AudiobookRead) for book_id, card in cards.items()}
 
 
