@@ -31,6 +31,7 @@ from sqlalchemy import func, select, text, update
 from audioverse.catalog.deps import provide_catalog_filters, provide_search_query
 from audioverse.catalog.indexing import (
     PEOPLE,
+    REINDEX_BATCH_SIZE,
     audiobook_documents,
     build_search_engine,
     claim_reindex,
@@ -66,7 +67,7 @@ ROUNDS = 5
 # One unrecorded pass over the queries first, so the first round does not pay for cold caches and connections.
 WARMUP_ROUNDS = 1
 # reindex()'s default batch: the document build and the embedded load read and write in the same batches.
-REINDEX_BATCH = 5000
+REINDEX_BATCH = REINDEX_BATCH_SIZE
 # Large batches let Meilisearch index many documents per indexing run; at ~1 KB a document a body
 # stays far below Meilisearch's default 100 MB payload limit.
 RAW_BATCH = 20_000

@@ -16,6 +16,7 @@ from meilisearch_python_sdk.errors import (
     MeilisearchError,
     MeilisearchTimeoutError,
 )
+from meilisearch_python_sdk.json_handler import OrjsonHandler
 from meilisearch_python_sdk.models.search import SearchParams, SearchResultsWithUID
 from meilisearch_python_sdk.models.settings import (
     Faceting,
@@ -257,8 +258,14 @@ class MeilisearchEngine:
     ) -> None:
         # Meilisearch streams compressed responses in chunks, which on a kept-alive connection stall on
         # delayed ACKs: ~44 ms per search with highlights against ~2 ms uncompressed (measured, 1.21).
+        # orjson through the client's own handler: the standard json module took a third of a reindex's
+        # Python time encoding documents (profiled at 100k books).
         self._client = AsyncClient(
-            url, api_key, timeout=request_timeout_seconds, custom_headers={"Accept-Encoding": "identity"}
+            url,
+            api_key,
+            timeout=request_timeout_seconds,
+            custom_headers={"Accept-Encoding": "identity"},
+            json_handler=OrjsonHandler(),
         )
         self._task_timeout_ms = int(task_timeout_seconds * 1000)
         self.audiobooks_index = index

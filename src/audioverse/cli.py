@@ -17,7 +17,13 @@ from taskiq.cli.worker.args import WorkerArgs
 from taskiq.cli.worker.run import run_worker
 
 from audioverse.accounts.services import UserService
-from audioverse.catalog.indexing import build_search_engine, claim_reindex, reindex, search_store_for
+from audioverse.catalog.indexing import (
+    REINDEX_BATCH_SIZE,
+    build_search_engine,
+    claim_reindex,
+    reindex,
+    search_store_for,
+)
 from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.catalog.seed import DEMO_PASSWORD, DEMO_USERS, DemoSeeder
 from audioverse.config import Settings
@@ -125,7 +131,7 @@ def search_group() -> None:
 
 
 @search_group.command(name="reindex")
-@click.option("--batch-size", type=click.IntRange(min=1, max=10_000), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1, max=20_000), default=REINDEX_BATCH_SIZE, show_default=True)
 def reindex_command(batch_size: int) -> None:
     """Rebuild the search index from the database beside the live one, then swap it in.
 

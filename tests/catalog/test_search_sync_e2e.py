@@ -190,7 +190,12 @@ async def wait_until_index_equals_database(settings: Settings, seconds: float) -
         await database_documents(settings),
     )
     stale = sorted(book_id for book_id in expected_books if books.get(book_id) != expected_books[book_id])
-    assert not stale, f"{len(stale)} stale or missing books, e.g. {stale[:5]}"
+    if stale:
+        first, indexed = expected_books[stale[0]], books.get(stale[0], {})
+        differences = {key: (indexed.get(key), value) for key, value in first.items() if indexed.get(key) != value}
+        raise AssertionError(
+            f"{len(stale)} stale or missing books, e.g. {stale[:5]}; book {stale[0]}'s (index, database): {differences}"
+        )
     assert sorted(books) == sorted(expected_books), "books in the index but not in the database"
     assert people == expected_people
 

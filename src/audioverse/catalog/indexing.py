@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
@@ -49,6 +49,8 @@ REINDEX_CLAIM_LOCK_ID = 0x41565249
 """The PostgreSQL advisory lock key that serializes reindex claims ("AVRI")."""
 REINDEX_ABANDONED = "The reindex stopped without finishing (its process ended); start another."
 REINDEX_NOT_STARTED = "The reindex could not be started (its job was not saved); start another."
+REINDEX_BATCH_SIZE = 5000
+"""Books per reindex batch: at 100k books 5,000 took 31.6 s where 1,000 took 45.9 s (bench.search_at_scale)."""
 REINDEX_BATCHES_AHEAD = 2
 """Batches read from the database ahead of the engine during a reindex."""
 REINDEX_LOADS_IN_FLIGHT = 3
@@ -93,12 +95,23 @@ _DOCUMENT_COLUMNS = [
 
 
 async def audiobook_documents(session: AsyncSession, ids: Iterable[int]) -> list[AudiobookDocument]:
-    """Documents for the books that exist among ``ids``, from plain rows in two statements.
-
-    A reindex builds 100,000 of these: ORM objects and their link collections cost more than the queries.
-    """
+    """Documents for the books that exist among ``ids``, from plain rows in two statements."""
     rows = (await session.execute(select(*_DOCUMENT_COLUMNS).where(Audiobook.id.in_(list(ids))))).all()
-    links = await book_links(session, [row.id for row in rows])
+    return _documents(rows, await book_links(session, [row.id for row in rows]))
+
+
+async def audiobook_documents_after(session: AsyncSession, last_id: int, limit: int) -> list[AudiobookDocument]:
+    """The documents of the ``limit`` books after id ``last_id``, in id order: a reindex batch, read as a range."""
+    statement = select(*_DOCUMENT_COLUMNS).where(Audiobook.id > last_id).order_by(Audiobook.id).limit(limit)
+    rows = (await session.execute(statement)).all()
+    if not rows:
+        return []
+    links = await book_links(session, [row.id for row in rows], every_id_between=(rows[0].id, rows[-1].id))
+    return _documents(rows, links)
+
+
+def _documents(rows: Sequence[Any], links: dict[int, dict[str, list[dict[str, Any]]]]) -> list[AudiobookDocument]:
+    # ORM objects with three link collections each cost more than the queries: a reindex builds 100,000.
     fields = [
         {
             **row._mapping,
@@ -302,7 +315,7 @@ async def reindex(
     store: Store,
     status: ReindexStatus,
     *,
-    batch_size: int = 1000,
+    batch_size: int = REINDEX_BATCH_SIZE,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReindexStatus:
     """Build a fresh index from the database beside the live one and swap it in atomically.
@@ -325,18 +338,10 @@ async def reindex(
                 last_id = 0
                 while True:
                     async with database.get_session() as session:
-                        ids = list(
-                            await session.scalars(
-                                select(Audiobook.id)
-                                .where(Audiobook.id > last_id)
-                                .order_by(Audiobook.id)
-                                .limit(batch_size)
-                            )
-                        )
-                        if not ids:
-                            return
-                        documents = await audiobook_documents(session, ids)
-                    last_id = ids[-1]
+                        documents = await audiobook_documents_after(session, last_id, batch_size)
+                    if not documents:
+                        return
+                    last_id = documents[-1].id
                     await batches_out.send(documents)
 
         async def load_batches() -> None:

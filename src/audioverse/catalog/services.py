@@ -141,16 +141,26 @@ _CARD_COLUMNS = [
 ]
 
 
-async def book_links(session: AsyncSession, ids: Collection[int]) -> dict[int, dict[str, list[dict[str, Any]]]]:
-    """Each book's authors, narrators and genres as plain ``{id, name}`` (genres also ``slug``), in one statement."""
+async def book_links(
+    session: AsyncSession, ids: Collection[int], *, every_id_between: tuple[int, int] | None = None
+) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    """Each book's authors, narrators and genres as plain ``{id, name}`` (genres also ``slug``), in one statement.
+
+    ``every_id_between`` (first, last) says ``ids`` are all the books in that range, which is then read as
+    a range: a reindex batch of thousands of ids costs more to send as a list than to read.
+    """
     links: dict[int, dict[str, list[dict[str, Any]]]] = {book_id: {kind: [] for kind, *_ in _LINKS} for book_id in ids}
     if not links:
         return links
+
+    def of_these_books(column: Column[Any]) -> ColumnElement[bool]:
+        return column.between(*every_id_between) if every_id_between else column.in_(list(links))
+
     statement = union_all(
         *(
             select(literal(kind).label("kind"), table.c.audiobook_id, model.id, model.name, slug)
             .join(model, model.id == key)
-            .where(table.c.audiobook_id.in_(list(links)))
+            .where(of_these_books(table.c.audiobook_id))
             for kind, table, key, model, slug in _LINKS
         )
     )
