@@ -47,6 +47,8 @@ REINDEX_LEASE_SECONDS = 600
 """Longer than an engine task may take (300 s), so a slow batch never lets a second reindex start."""
 REINDEX_CLAIM_LOCK_ID = 0x41565249
 """The PostgreSQL advisory lock key that serializes reindex claims ("AVRI")."""
+DRAIN_LOCK_ID = 0x41564452
+"""The PostgreSQL advisory lock key that makes outbox drains take turns ("AVDR")."""
 REINDEX_ABANDONED = "The reindex stopped without finishing (its process ended); start another."
 REINDEX_NOT_STARTED = "The reindex could not be started (its job was not saved); start another."
 REINDEX_BATCH_SIZE = 5000
@@ -207,12 +209,17 @@ async def task_group_raising_first_failure() -> AsyncIterator[TaskGroup]:
 async def drain_outbox(database: SQLAlchemyAsyncConfig, engine: SearchEngine, batch_size: int) -> int:
     """Apply pending outbox rows to the engine; rows are marked done only after the engine confirms.
 
-    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` hands each batch to one worker; an engine failure rolls the
-    batch back, leaving its rows for the next attempt.
+    On PostgreSQL drains take turns, whatever process runs them: each batch holds an advisory lock from
+    reading its rows and documents to committing them. Two drains at once would each write the documents
+    they read, in whichever order their engine writes land, so a book edited between the two reads could
+    stay indexed as it was before the edit. An engine failure rolls the batch back, leaving its rows for
+    the next attempt.
     """
     drained = 0
     while True:
         async with database.get_session() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                await session.execute(select(func.pg_advisory_xact_lock(DRAIN_LOCK_ID)))
             rows = (
                 await session.scalars(
                     select(CatalogOutbox)
