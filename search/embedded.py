@@ -27,6 +27,7 @@ from search.query import (
     MAX_FACET_VALUES,
     MAX_SUGGESTIONS,
     NO_SUGGESTIONS,
+    WORD,
     AudiobookSuggestion,
     FacetName,
     Highlights,
@@ -600,11 +601,13 @@ class EmbeddedSearchEngine:
         window = result_window(query)
         searcher = store.index.searcher()
         tokens = self._analyzer.analyze(query.text)
-        matcher = (
-            text_query(AUDIOBOOK_SCHEMA, tokens, FIELD_BOOSTS, every_word=False, synonyms=self._synonyms)
-            if tokens
-            else Query.all_query()
-        )
+        if tokens:
+            matcher = text_query(AUDIOBOOK_SCHEMA, tokens, FIELD_BOOSTS, every_word=False, synonyms=self._synonyms)
+        elif WORD.search(query.text):
+            # Only words too long to index (the analyzer drops them): nothing holds them, as on Meilisearch.
+            matcher = Query.boolean_query([(Occur.Must, Query.all_query()), (Occur.MustNot, Query.all_query())])
+        else:
+            matcher = Query.all_query()
         restricted = all_of(matcher, filter_queries(query.filters))
         sort = parse_sort(query.sort)
         # tantivy reserves room for offset + limit hits, and a huge offset aborts the whole process;

@@ -125,6 +125,13 @@ async def test_of_equal_matches_the_shortest_title_ranks_first(engine: SearchEng
     assert result.hits[0].id == original.id
 
 
+@pytest.mark.parametrize(("text", "found"), [("a" * 499, 0), ("!!!", len(CATALOG)), ("", len(CATALOG))])
+async def test_a_word_too_long_to_index_finds_nothing_and_punctuation_alone_browses(
+    catalog_engine: SearchEngine, text: str, found: int
+) -> None:
+    assert (await catalog_engine.search(SearchQuery(text=text))).total == found
+
+
 def titled(*titles: str) -> dict[str, AudiobookDocument]:
     """Books with only these titles (no description, series or people to match), ids from 9200."""
     template = msgspec.structs.replace(BY_TITLE["Dracula"], description="", series=None, authors=[], narrators=[])
