@@ -13,9 +13,9 @@ from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLA
 from advanced_alchemy.extensions.litestar import EngineConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarSQLAlchemyConfig
 from litestar.di import NamedDependency
-from sqlalchemy import event
+from sqlalchemy import Select, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import sessionmaker
 
 from audioverse.config import Settings
@@ -120,6 +120,41 @@ def upsert_into(session: AsyncSession, model: type[Any]) -> postgresql.Insert | 
     """
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     return insert(model)
+
+
+async def take_turns(session: AsyncSession, lock_id: int) -> None:
+    """Wait until no other transaction holds turn ``lock_id``, then hold it until ``session``'s transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock, which serializes across processes. SQLite: the
+    database's single write lock, taken now (see :func:`_write_lock_now`).
+    """
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        await connection.execute(select(func.pg_advisory_xact_lock(lock_id)))
+    else:
+        await _write_lock_now(connection)
+
+
+async def lock_for_update(session: AsyncSession, rows: Select[Any]) -> None:
+    """Hold ``rows`` (a SELECT of their ids) until ``session``'s transaction ends, so read-then-write jobs take turns.
+
+    PostgreSQL locks the rows (``FOR NO KEY UPDATE``: inserting a row that refers to them still goes
+    ahead). SQLite has no row locks: the transaction takes the database's write lock now.
+    """
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        await connection.execute(rows.with_for_update(key_share=True))
+    else:
+        await _write_lock_now(connection)
+
+
+async def _write_lock_now(connection: AsyncConnection) -> None:
+    # SQLite's driver runs reads outside any transaction until the first write, so a job could compute
+    # from what it read and then write over a newer result: BEGIN IMMEDIATE takes the write lock before
+    # the reads (waiting up to the busy timeout). A transaction that has written holds it already.
+    driver = (await connection.get_raw_connection()).driver_connection
+    if driver is not None and not driver.in_transaction:
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def ensure_data_dir(settings: Settings) -> None:

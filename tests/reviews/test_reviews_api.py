@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import anyio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
+from sqlalchemy.util import await_only
 
 from audioverse.catalog.models import Audiobook
 from audioverse.catalog.outbox import install_catalog_outbox
@@ -247,6 +249,47 @@ async def test_aggregates_equal_sql_after_a_random_burst(
         average = float(Decimal(str(row[0] or 0)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
         await wait_for_figures(client, book, (average, row[1], texts or 0))
     await database.get_engine().dispose()
+
+
+async def test_a_recompute_that_read_before_a_newer_review_does_not_write_over_its_result(
+    client: Client, make_book: MakeBook, settings: Settings, uploader: Tokens, other_listener: Tokens
+) -> None:
+    """Two recomputes of one book: the first reads, a review commits, the second recomputes, the first writes."""
+    book_id = await make_book(title="Raced")
+    await review(client, uploader, book_id, 5)
+    await wait_for_figures(client, book_id, (5.0, 1, 0))
+    first, second = sqlalchemy_config(settings), sqlalchemy_config(settings)
+    async with first.get_session() as session:  # stale figures, so the first recompute has something to write
+        await session.execute(update(Audiobook).where(Audiobook.id == book_id).values(total_ratings=0))
+        await session.commit()
+
+    async def newer_review_and_its_recompute() -> None:
+        async with second.get_session() as session:
+            session.add(Review(user_id=other_listener["user_id"], audiobook_id=book_id, rating=1))
+            await session.commit()
+            await recompute_aggregates(session, [book_id])
+            await session.commit()
+
+    interleaved: list[asyncio.Task[None]] = []
+
+    def before_the_first_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("UPDATE audiobook") and not interleaved:
+            interleaved.append(asyncio.get_running_loop().create_task(newer_review_and_its_recompute()))
+            # Unlocked, the other side finishes at once and this write lands on top of its result;
+            # locked, it waits for this transaction, and a second is plenty to tell the two apart.
+            await_only(asyncio.wait(interleaved, timeout=1))
+
+    event.listen(first.get_engine().sync_engine, "before_cursor_execute", before_the_first_writes)
+    async with first.get_session() as session:
+        assert await recompute_aggregates(session, [book_id]) == 1
+        await session.commit()
+    await interleaved[0]
+    async with first.get_session() as session:
+        book = await session.get(Audiobook, book_id)
+        assert book is not None
+        assert (book.average_rating, book.total_ratings) == (Decimal("3.00"), 2)
+    for database in (first, second):
+        await database.get_engine().dispose()
 
 
 async def test_periodic_repair_fixes_drift(

@@ -32,6 +32,7 @@ from audioverse.catalog.models import (
 from audioverse.catalog.schemas import ReindexProgress, SearchStatus
 from audioverse.catalog.services import AudiobookService, book_links, engine_errors_as_503
 from audioverse.config import Settings
+from audioverse.db import take_turns
 from audioverse.errors import Conflict
 from audioverse.jobs import defer
 from search import SearchEngine, SearchEngineError
@@ -209,7 +210,7 @@ async def task_group_raising_first_failure() -> AsyncIterator[TaskGroup]:
 async def drain_outbox(database: SQLAlchemyAsyncConfig, engine: SearchEngine, batch_size: int) -> int:
     """Apply pending outbox rows to the engine; rows are marked done only after the engine confirms.
 
-    On PostgreSQL drains take turns, whatever process runs them: each batch holds an advisory lock from
+    Drains take turns, whatever process runs them: each batch holds a turn (:func:`take_turns`) from
     reading its rows and documents to committing them. Two drains at once would each write the documents
     they read, in whichever order their engine writes land, so a book edited between the two reads could
     stay indexed as it was before the edit. An engine failure rolls the batch back, leaving its rows for
@@ -218,8 +219,7 @@ async def drain_outbox(database: SQLAlchemyAsyncConfig, engine: SearchEngine, ba
     drained = 0
     while True:
         async with database.get_session() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                await session.execute(select(func.pg_advisory_xact_lock(DRAIN_LOCK_ID)))
+            await take_turns(session, DRAIN_LOCK_ID)
             rows = (
                 await session.scalars(
                     select(CatalogOutbox)
@@ -282,11 +282,10 @@ async def write_status(store: Store, status: ReindexStatus) -> None:
 async def claim_reindex(store: Store, session: AsyncSession) -> ReindexStatus:
     """Mark a reindex as started; 409 while another one runs.
 
-    On PostgreSQL an advisory lock, held to the end of ``session``'s transaction, serializes claims
-    across API processes, so of requests sent together (a double click) exactly one starts.
+    A turn held to the end of ``session``'s transaction serializes claims across API processes, so of
+    requests sent together (a double click) exactly one starts.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(REINDEX_CLAIM_LOCK_ID)))
+    await take_turns(session, REINDEX_CLAIM_LOCK_ID)
     current = await read_status(store)
     if current.state == "running":
         raise Conflict("A reindex is already running.", extra={"job_id": current.job_id})

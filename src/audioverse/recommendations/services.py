@@ -33,13 +33,14 @@ from advanced_alchemy.filters import LimitOffset
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from litestar.stores.base import Store
-from sqlalchemy import case, func, literal_column, select, union_all
+from sqlalchemy import case, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import User
 from audioverse.catalog.models import Audiobook, Genre, audiobook_author, audiobook_genre, audiobook_narrator
 from audioverse.catalog.schemas import AudiobookRead
 from audioverse.catalog.services import book_cards
+from audioverse.db import take_turns
 from audioverse.errors import Conflict, NotFound
 from audioverse.jobs import TaskQueue, defer
 from audioverse.listening.models import LibraryEntry, LibraryRemoval, ListeningLedger, ListeningProgress
@@ -729,8 +730,7 @@ class RecommendationService(SQLAlchemyAsyncRepositoryService[Audiobook]):
     async def start_rebuild(self, store: Store) -> RebuildJob:
         """Claim a rebuild and defer its job in the request's transaction; 409 while one runs."""
         session = self.repository.session
-        if session.get_bind().dialect.name == "postgresql":
-            await session.execute(select(func.pg_advisory_xact_lock(REBUILD_LOCK_ID)))
+        await take_turns(session, REBUILD_LOCK_ID)
         cache = RecommendationCache(store)
         claim = await cache.claim()
         if claim is None:

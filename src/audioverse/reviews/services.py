@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import User
 from audioverse.catalog.models import Audiobook
-from audioverse.db import upsert_into
+from audioverse.db import lock_for_update, upsert_into
 from audioverse.errors import Conflict, Forbidden, NotFound
 from audioverse.jobs import defer
 from audioverse.reviews.models import HelpfulVote, Review, ReviewStatus
@@ -184,6 +184,13 @@ class ReviewService(SQLAlchemyAsyncRepositoryService[Review]):
 
         ``None`` means every book: the periodic repair of any drift.
         """
+        if audiobook_ids is not None:
+            # Recomputes of one book take turns, each reading the reviews only once it holds the book: two
+            # at once could otherwise both read, and the one that read first write last. The hourly repair
+            # of every book does not lock the catalog; a book it finds stale has its own recompute due.
+            await lock_for_update(
+                self.session, select(Audiobook.id).where(Audiobook.id.in_(audiobook_ids)).order_by(Audiobook.id)
+            )
         visible = Review.status == ReviewStatus.VISIBLE
         scope = visible if audiobook_ids is None else and_(visible, Review.audiobook_id.in_(audiobook_ids))
         computed: dict[int, tuple[Decimal, int, int]] = {
