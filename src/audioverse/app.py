@@ -16,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
 from litestar.response import Redirect
+from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
@@ -45,6 +46,7 @@ from audioverse.config import Settings
 from audioverse.db import ensure_data_dir, litestar_sqlalchemy_config, migrate_to_head, provide_db_session
 from audioverse.errors import problem_details_plugin
 from audioverse.health import HealthController, ReadinessProbes, database_probe, email_probe, not_ready
+from audioverse.job_admin import JobsController
 from audioverse.jobs import SWEEP_JOBS_TASK, TaskQueue, build_broker, in_process_scheduler, send_after_commit
 from audioverse.listening.controllers import (
     BookmarkController,
@@ -58,6 +60,13 @@ from audioverse.logs import RequestLogMiddleware, structlog_config
 from audioverse.openapi import ClosedStructSchemaPlugin, ContractDocs
 from audioverse.ratelimit import RateLimiter, window_counter
 from audioverse.recommendations.controllers import RecommendationAdminController, RecommendationController
+from audioverse.response_cache import (
+    RESPONSE_CACHE_STORE,
+    ConditionalGetMiddleware,
+    VersionedStore,
+    bump_after_commit,
+    response_cache_config,
+)
 from audioverse.reviews.controllers import BookReviewsController, ReviewController
 from audioverse.signing import resolve_secret_key
 from audioverse.stats.controllers import UserStatsController
@@ -79,11 +88,13 @@ DATABASE_UNREACHABLE = (SQLAlchemyError, OSError)
 """What reading the database raises while it is down: asyncpg's refused connection surfaces unwrapped."""
 
 
-def _stores(settings: Settings, redis: Redis | None) -> StoreRegistry:
+def _stores(settings: Settings, redis: Redis | None, shared_store: Store) -> StoreRegistry:
+    # Cached responses live beside the content version that the API processes and workers bump.
+    cached_responses: dict[str, Store] = {RESPONSE_CACHE_STORE: VersionedStore(shared_store)}
     if redis is None:
-        return StoreRegistry(default_factory=lambda _name: MemoryStore())
+        return StoreRegistry(cached_responses, default_factory=lambda _name: MemoryStore())
     root = RedisStore(redis, namespace=settings.redis_namespace, handle_client_shutdown=False)
-    return StoreRegistry(default_factory=root.with_namespace)
+    return StoreRegistry(cached_responses, default_factory=root.with_namespace)
 
 
 async def seed_if_empty(database: SQLAlchemyAsyncConfig, storage: Storage, books: int) -> None:
@@ -179,7 +190,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     task_queue = TaskQueue(broker)
 
     jwt_auth = build_jwt_auth(secret_key, settings.access_token_minutes)
-    stores = _stores(settings, redis)
+    stores = _stores(settings, redis, search_store)
     auth_rate_limiter = RateLimiter(
         # On Redis it shares the app's client, whose connections the lifespan closes on shutdown.
         window_counter(redis, prefix=f"{settings.redis_namespace}_auth-rate-limit"),
@@ -204,10 +215,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # One line, the same words as /api/ready, so a wrong key or a missing bucket shows at start.
             structlog.get_logger(__name__).warning("not ready; /api/ready answers 503", problems=problems)
         remove_hook = await start_sending_jobs(database, task_queue)
+        stop_bumping = bump_after_commit(database, search_store)
         try:
             async with in_process_scheduler(broker):
                 yield
         finally:
+            stop_bumping()
             remove_hook()
             if isinstance(broker, InMemoryBroker):
                 # Let in-process tasks finish before the engine and database they write to close.
@@ -247,6 +260,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ListeningController,
             RecommendationController,
             RecommendationAdminController,
+            JobsController,
         ],
         on_app_init=[jwt_auth.on_app_init],
         plugins=[
@@ -258,7 +272,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AudioverseCLIPlugin(),
         ],
         lifespan=[lifespan],
-        middleware=[BodyIdleTimeoutMiddleware(settings.request_body_idle_seconds)],
+        middleware=[BodyIdleTimeoutMiddleware(settings.request_body_idle_seconds), ConditionalGetMiddleware()],
+        response_cache_config=response_cache_config(settings.response_cache_seconds),
         before_send=[list_every_allowed_method],
         stores=stores,
         state=State(

@@ -81,6 +81,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     debug: bool = False
     readiness_timeout_seconds: float = 2.0
     request_body_idle_seconds: float = 60.0
+    # How long an anonymous discovery answer may come from the shared cache (0: never); a write ends it sooner.
+    response_cache_seconds: int = 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,10 +14,10 @@ from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLA
 from advanced_alchemy.extensions.litestar import EngineConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarSQLAlchemyConfig
 from litestar.di import NamedDependency
-from sqlalchemy import Select, event, func, select
+from sqlalchemy import BigInteger, ColumnElement, Select, any_, bindparam, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import QueryableAttribute, sessionmaker
 
 from audioverse.config import Settings
 from audioverse.errors import DomainError
@@ -55,6 +56,9 @@ def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     return _with_pragmas(SQLAlchemyAsyncConfig(**_config_options(settings)), settings)
 
 
+AFTER_COMMIT_TASKS_KEY = "audioverse.after_commit_tasks"
+"""``session.info`` list of tasks a commit started that the request waits for before it answers."""
+
 PLUGIN_SESSION_KEY = "db_plugin_session"
 """The plugin's own request session; handlers ask for ``db_session``, which commits before the response."""
 
@@ -72,9 +76,16 @@ async def provide_db_session(db_plugin_session: NamedDependency[AsyncSession]) -
         yield db_plugin_session
     except DomainError as exc:
         if exc.keep_writes:
-            await db_plugin_session.commit()
+            await commit_and_settle(db_plugin_session)
         raise
-    await db_plugin_session.commit()
+    await commit_and_settle(db_plugin_session)
+
+
+async def commit_and_settle(session: AsyncSession) -> None:
+    """Commit, then wait for the tasks the commit started (:data:`AFTER_COMMIT_TASKS_KEY`), such as a cache bump."""
+    await session.commit()
+    if tasks := session.info.pop(AFTER_COMMIT_TASKS_KEY, None):
+        await asyncio.gather(*tasks)
 
 
 def litestar_sqlalchemy_config(settings: Settings) -> LitestarSQLAlchemyConfig:
@@ -111,6 +122,18 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=15000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def one_of(column: ColumnElement[Any] | QueryableAttribute[Any], name: str, dialect: str) -> ColumnElement[bool]:
+    """``column`` equal to one of the ids bound later as ``name`` (a list), in a statement built once per dialect.
+
+    PostgreSQL takes the list as one array (``= ANY``): the statement's text, and so asyncpg's prepared
+    statement, is the same whatever the list's length, where an IN list is re-rendered for each call.
+    SQLite has no arrays: an expanding IN.
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(BigInteger)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def upsert_into(session: AsyncSession, model: type[Any]) -> postgresql.Insert | sqlite.Insert:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import structlog
@@ -24,7 +24,16 @@ from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import JSON, Index, Integer, String, Text, event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
-from taskiq import AsyncBroker, AsyncTaskiqTask, InMemoryBroker, ScheduleSource, SmartRetryMiddleware
+from taskiq import (
+    AsyncBroker,
+    AsyncTaskiqTask,
+    InMemoryBroker,
+    ScheduleSource,
+    SmartRetryMiddleware,
+    TaskiqMessage,
+    TaskiqMiddleware,
+    TaskiqResult,
+)
 from taskiq.cli.scheduler.run import SchedulerLoop
 from taskiq.kicker import AsyncKicker
 from taskiq.schedule_sources import LabelScheduleSource
@@ -43,6 +52,43 @@ RETRY_FIRST_DELAY_SECONDS = 5
 RETRY_MAX_DELAY_SECONDS = 300
 
 
+JOB_RUN_KEY_PREFIX = "job-run:"
+"""Key of a scheduled task's last run in the shared store (``job-run:<task name>``)."""
+
+
+class JobRun(msgspec.Struct):
+    """The last run of a scheduled task, as :class:`JobRunRecorder` wrote it."""
+
+    started_at: datetime
+    duration_seconds: float
+    outcome: Literal["succeeded", "failed"]
+    error: str | None = None
+
+
+class JobRunRecorder(TaskiqMiddleware):
+    """Writes each run of a scheduled task (a ``schedule`` label) to the shared store the API reads.
+
+    The store is the worker's own (``state.resources.search_store``, opened at worker start); a run
+    that cannot be written is only logged, never failed for it.
+    """
+
+    async def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        task = self.broker.find_task(message.task_name)
+        resources = getattr(self.broker.state, "resources", None)
+        if task is None or "schedule" not in task.labels or resources is None:
+            return
+        run = JobRun(
+            started_at=datetime.now(UTC) - timedelta(seconds=result.execution_time),
+            duration_seconds=round(result.execution_time, 3),
+            outcome="failed" if result.is_err else "succeeded",
+            error=repr(result.error)[:500] if result.is_err else None,
+        )
+        try:
+            await resources.search_store.set(JOB_RUN_KEY_PREFIX + message.task_name, msgspec.json.encode(run))
+        except Exception as exc:  # the store down; the run itself went as it went
+            structlog.get_logger(__name__).warning("job run not recorded", task=message.task_name, error=repr(exc))
+
+
 def build_broker(settings: Settings) -> AsyncBroker:
     """In-process broker for the embedded profile, a Redis list queue for production.
 
@@ -52,7 +98,7 @@ def build_broker(settings: Settings) -> AsyncBroker:
     retries follow at once (its only remote dependency, SMTP, is not used by the embedded profile).
     """
     if settings.redis_url is None:
-        return InMemoryBroker().with_middlewares(RequestIdTaskMiddleware(), SmartRetryMiddleware())
+        return InMemoryBroker().with_middlewares(RequestIdTaskMiddleware(), SmartRetryMiddleware(), JobRunRecorder())
     retries = SmartRetryMiddleware(
         default_delay=RETRY_FIRST_DELAY_SECONDS,
         use_delay_exponent=True,
@@ -71,7 +117,9 @@ def build_broker(settings: Settings) -> AsyncBroker:
     broker = ListQueueBroker(
         settings.redis_url, queue_name=settings.task_queue_name, socket_timeout=None, socket_keepalive=True
     )
-    return broker.with_result_backend(result_backend).with_middlewares(RequestIdTaskMiddleware(), retries)
+    return broker.with_result_backend(result_backend).with_middlewares(
+        RequestIdTaskMiddleware(), retries, JobRunRecorder()
+    )
 
 
 class TaskQueue:

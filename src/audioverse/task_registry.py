@@ -6,10 +6,12 @@ from litestar.stores.base import Store
 from taskiq import AsyncBroker
 
 from audioverse import mail_jobs, system_jobs
+from audioverse.accounts import jobs as accounts_jobs
 from audioverse.catalog import jobs as catalog_jobs
 from audioverse.catalog.indexing import build_search_engine, search_store_for
 from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.config import Settings
+from audioverse.listening import jobs as listening_jobs
 from audioverse.recommendations import jobs as recommendations_jobs
 from audioverse.reviews import jobs as reviews_jobs
 from audioverse.storage import jobs as storage_jobs
@@ -34,6 +36,8 @@ TASKS = compose(
     reviews_jobs.TASKS,
     catalog_jobs.TASKS,
     recommendations_jobs.TASKS,
+    accounts_jobs.TASKS,
+    listening_jobs.TASKS,
 )
 
 

@@ -18,6 +18,7 @@ from taskiq import AsyncBroker, Context, TaskiqDepends, TaskiqEvents, TaskiqStat
 from audioverse.config import Settings
 from audioverse.db import ensure_data_dir, sqlalchemy_config
 from audioverse.jobs import TaskQueue, send_after_commit
+from audioverse.response_cache import bump_after_commit
 from audioverse.storage import Storage, build_storage
 from search import SearchEngine
 
@@ -83,13 +84,16 @@ def install_resources(
         stop_hooks = [hook(database) for hook in unit_of_work_hooks]
         # Tasks write too (a recompute changes a book, which asks for a search drain).
         stop_hooks.append(send_after_commit(database, TaskQueue(broker)))
+        shared_store = search_store or build_search_store(settings)
+        # A task's catalog change (a recompute's new rating) ends the cached answers that showed the old one.
+        stop_hooks.append(bump_after_commit(database, shared_store))
         state.resources = TaskResources(
             job_slots=asyncio.Semaphore(max(1, settings.database_pool_size // 2)),
             settings=settings,
             database=database,
             storage=build_storage(settings),
             search=search or build_search(settings),
-            search_store=search_store or build_search_store(settings),
+            search_store=shared_store,
             stop_hooks=stop_hooks,
         )
 

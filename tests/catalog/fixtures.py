@@ -20,6 +20,7 @@ from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.catalog.services import AudiobookService
 from audioverse.config import Settings
 from audioverse.jobs import TaskQueue, send_after_commit
+from audioverse.response_cache import bump_content_version
 from audioverse.storage import build_storage
 from tests.accounts.test_auth_flow import login, register
 from tests.factories import AudiobookFactory
@@ -111,6 +112,8 @@ def book_maker(
                     stop_sending()
         if client is not None:
             client.blocking_portal.call(job_sends_finished)
+            # As the app's own commits do: cached answers that did not show the book end.
+            client.blocking_portal.call(bump_content_version, client.app.state.search_store)
         return book_id
 
     return make

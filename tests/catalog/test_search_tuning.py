@@ -185,5 +185,5 @@ async def test_the_report_keeps_the_most_searched_when_it_is_full(
         report = ZeroResultService(session=session)
         await report.add({"often": 5, "twice": 2, "once": 1})
         await report.add({"often": 1, "new": 3})
-        rows = {row.query: row.searches for row in await report.list()}
+        rows = {row.query: row.searches for row in await report.get_many()}
     assert rows == {"often": 6, "new": 3, "twice": 2}

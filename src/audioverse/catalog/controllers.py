@@ -84,6 +84,7 @@ class AudiobookController(Controller):
         "/",
         summary="List audiobooks",
         opt=PUBLIC,
+        cache=True,
         dependencies=CATALOG_FILTERS,
         responses=problem_responses(HTTPStatus.BAD_REQUEST),
     )
@@ -96,7 +97,7 @@ class AudiobookController(Controller):
     ) -> ListPage[schemas.AudiobookRead]:
         return ListPage.of(await audiobooks.list_books(catalog_filters, sort, page))
 
-    @get("/{audiobook_id:int}", summary="An audiobook with its chapters", opt=PUBLIC, responses=NOT_FOUND)
+    @get("/{audiobook_id:int}", summary="An audiobook with its chapters", opt=PUBLIC, cache=True, responses=NOT_FOUND)
     async def get_audiobook(
         self, audiobook_id: Id, audiobooks: NamedDependency[AudiobookService]
     ) -> schemas.AudiobookDetail:
@@ -129,7 +130,7 @@ class AudiobookController(Controller):
     ) -> None:
         await audiobooks.remove(audiobook_id, request.user)
 
-    @get("/{audiobook_id:int}/chapters", summary="Chapters, in order", opt=PUBLIC, responses=NOT_FOUND)
+    @get("/{audiobook_id:int}/chapters", summary="Chapters, in order", opt=PUBLIC, cache=True, responses=NOT_FOUND)
     async def get_chapters(
         self, audiobook_id: Id, audiobooks: NamedDependency[AudiobookService]
     ) -> list[schemas.ChapterRead]:
@@ -208,7 +209,7 @@ class PeopleController(Controller):
 
     tags = ["catalog"]
 
-    @get("/", summary="List, filtered by name with ?q=", opt=PUBLIC)
+    @get("/", summary="List, filtered by name with ?q=", opt=PUBLIC, cache=True)
     async def list_people(
         self,
         people: NamedDependency[PeopleService[Any]],
@@ -217,7 +218,7 @@ class PeopleController(Controller):
     ) -> ListPage[schemas.PersonRead]:
         return ListPage.of(await people.list_people(q, page))
 
-    @get("/{person_id:int}", summary="Profile with their audiobooks", opt=PUBLIC, responses=NOT_FOUND)
+    @get("/{person_id:int}", summary="Profile with their audiobooks", opt=PUBLIC, cache=True, responses=NOT_FOUND)
     async def get_person(self, person_id: Id, people: NamedDependency[PeopleService[Any]]) -> schemas.PersonDetail:
         return await people.profile(person_id)
 
@@ -249,6 +250,6 @@ class GenreController(Controller):
     tags = ["catalog"]
     dependencies = GENRES
 
-    @get("/", summary="Every genre with its number of audiobooks", opt=PUBLIC)
+    @get("/", summary="Every genre with its number of audiobooks", opt=PUBLIC, cache=True)
     async def list_genres(self, genres: NamedDependency[GenreService]) -> list[schemas.GenreRead]:
         return await genres.with_counts()

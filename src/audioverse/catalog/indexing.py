@@ -35,6 +35,7 @@ from audioverse.config import Settings
 from audioverse.db import take_turns
 from audioverse.errors import Conflict
 from audioverse.jobs import defer
+from audioverse.response_cache import bump_content_version
 from search import SearchEngine, SearchEngineError
 from search.documents import AudiobookDocument, PersonDocument, PersonKind
 from search.embedded import EmbeddedSearchEngine
@@ -366,6 +367,7 @@ async def reindex(
                 group.start_soon(load_batches)
         await engine.swap_in_staging()
         await _reapply_since(database, engine, watermark)
+        await bump_content_version(store)
     except Exception as exc:
         status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"
         # The engine may be what failed; a staging index left behind is dropped by the next reindex.

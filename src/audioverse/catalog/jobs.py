@@ -6,12 +6,17 @@ import msgspec
 
 from audioverse.catalog.indexing import REINDEX_TASK, ReindexStatus, drain_outbox, read_status, reindex
 from audioverse.catalog.outbox import DRAIN_TASK
+from audioverse.response_cache import bump_content_version
 from audioverse.task_runtime import EVERY_MINUTE, RETRY, Resources, TaskSpec
 
 
 async def drain(resources: Resources) -> int:
     """Apply every pending catalog change to the search engine; raises (and is retried) if it is down."""
-    return await drain_outbox(resources.database, resources.search, resources.settings.search_sync_batch)
+    drained = await drain_outbox(resources.database, resources.search, resources.settings.search_sync_batch)
+    if drained:
+        # Searches cached between the change's commit and now were answered by the index without it.
+        await bump_content_version(resources.search_store)
+    return drained
 
 
 async def rebuild(status: dict[str, object], resources: Resources) -> dict[str, object]:

@@ -20,12 +20,14 @@ from audioverse.catalog.models import (
     Author,
     CatalogOutbox,
     Chapter,
+    Genre,
     Narrator,
     OutboxEntity,
     OutboxOperation,
 )
 from audioverse.db import session_factory
 from audioverse.jobs import defer_sync
+from audioverse.response_cache import STALE_KEY
 
 Change = tuple[OutboxEntity, int, OutboxOperation]
 DRAIN_TASK = "search.drain"
@@ -74,8 +76,14 @@ def _changes(session: Session) -> set[Change]:
 
 
 def record_catalog_changes(session: Session, flush_context: UOWTransaction) -> None:
-    """Same transaction, same connection: the row exists exactly when the change commits."""
-    if changes := _changes(session):
+    """Same transaction, same connection: the row exists exactly when the change commits.
+
+    The flush also marks cached responses stale once it commits (genres are shown, not indexed).
+    """
+    changes = _changes(session)
+    if changes or any(isinstance(obj, Genre) for obj in (*session.new, *session.dirty, *session.deleted)):
+        session.info[STALE_KEY] = True
+    if changes:
         rows: list[dict[str, Any]] = [
             {"entity": entity, "entity_id": entity_id, "operation": operation}
             for entity, entity_id, operation in sorted(changes)

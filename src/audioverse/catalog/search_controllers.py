@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post, put
+from litestar import Controller, Request, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter, SkipValidation
 from litestar.stores.base import Store
@@ -31,6 +31,7 @@ from audioverse.catalog.services import (
 )
 from audioverse.config import Settings
 from audioverse.errors import problem_responses
+from audioverse.response_cache import keep_out_of_shared_cache
 from audioverse.types import ListPage, Page, text_query
 from search import SearchEngine
 from search.query import MAX_SUGGESTIONS, SearchQuery, Suggestions
@@ -54,6 +55,7 @@ class SearchController(Controller):
         "(`/api/admin/search/synonyms/`); a first page of text without filters that finds nothing is counted, "
         "without who sent it, in `/api/admin/search/zero-results/`.",
         opt=PUBLIC,
+        cache=True,
         dependencies=SEARCH_QUERY,
         responses=problem_responses(
             HTTPStatus.BAD_REQUEST, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE
@@ -65,13 +67,18 @@ class SearchController(Controller):
         audiobooks: NamedDependency[AudiobookService],
         engine_query: NamedDependency[SearchQuery],
         zero_result_tally: NamedDependency[ZeroResultTally],
+        request: Request[Any, Any, Any],
     ) -> SearchPage:
-        return await audiobooks.search(search, engine_query, zero_result_tally)
+        page = await audiobooks.search(search, engine_query, zero_result_tally)
+        if not page.total:
+            keep_out_of_shared_cache(request)  # each search that finds nothing is counted for the report
+        return page
 
     @get(
         "/api/search/suggest",
         summary="As-you-type suggestions: audiobooks, authors and narrators",
         opt=PUBLIC,
+        cache=True,
         responses=problem_responses(HTTPStatus.SERVICE_UNAVAILABLE),
     )
     async def suggest(

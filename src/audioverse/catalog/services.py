@@ -9,13 +9,27 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import msgspec
 from advanced_alchemy.filters import ComparisonFilter, LimitOffset, OrderBy, SearchFilter, StatementFilter
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
-from sqlalchemy import Column, ColumnElement, String, delete, func, literal, null, select, union_all
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    String,
+    bindparam,
+    delete,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload, with_expression
 from sqlalchemy.orm.strategy_options import _AbstractLoad
@@ -57,9 +71,10 @@ from audioverse.catalog.schemas import (
     ZeroResultRead,
 )
 from audioverse.catalog.views import chapter_reads
-from audioverse.db import upsert_into
+from audioverse.db import one_of, upsert_into
 from audioverse.errors import FieldError, NotFound, ServiceUnavailable, Unprocessable
 from audioverse.jobs import defer
+from audioverse.response_cache import STALE_KEY
 from audioverse.storage import DELETE_TASK as DELETE_STORED_OBJECTS
 from search import SearchEngine, SearchEngineUnavailable
 from search.query import SearchFilters, SearchQuery
@@ -141,6 +156,27 @@ _CARD_COLUMNS = [
 ]
 
 
+@cache
+def _links_statement(dialect: str, *, by_range: bool) -> CompoundSelect[Any]:
+    # Built once: the shelves read links on every request, and building the statement cost more than running it.
+    def of_these_books(column: Column[Any]) -> ColumnElement[bool]:
+        return column.between(bindparam("first"), bindparam("last")) if by_range else one_of(column, "ids", dialect)
+
+    return union_all(
+        *(
+            select(literal(kind).label("kind"), table.c.audiobook_id, model.id, model.name, slug)
+            .join(model, model.id == key)
+            .where(of_these_books(table.c.audiobook_id))
+            for kind, table, key, model, slug in _LINKS
+        )
+    )
+
+
+@cache
+def _cards_statement(dialect: str) -> Select[Any]:
+    return select(*_CARD_COLUMNS).where(one_of(Audiobook.id, "ids", dialect))
+
+
 async def book_links(
     session: AsyncSession, ids: Collection[int], *, every_id_between: tuple[int, int] | None = None
 ) -> dict[int, dict[str, list[dict[str, Any]]]]:
@@ -152,19 +188,9 @@ async def book_links(
     links: dict[int, dict[str, list[dict[str, Any]]]] = {book_id: {kind: [] for kind, *_ in _LINKS} for book_id in ids}
     if not links:
         return links
-
-    def of_these_books(column: Column[Any]) -> ColumnElement[bool]:
-        return column.between(*every_id_between) if every_id_between else column.in_(list(links))
-
-    statement = union_all(
-        *(
-            select(literal(kind).label("kind"), table.c.audiobook_id, model.id, model.name, slug)
-            .join(model, model.id == key)
-            .where(of_these_books(table.c.audiobook_id))
-            for kind, table, key, model, slug in _LINKS
-        )
-    )
-    for kind, audiobook_id, link_id, name, slug in await session.execute(statement):
+    statement = _links_statement(session.get_bind().dialect.name, by_range=every_id_between is not None)
+    bounds = {"first": every_id_between[0], "last": every_id_between[1]} if every_id_between else {"ids": list(links)}
+    for kind, audiobook_id, link_id, name, slug in await session.execute(statement, bounds):
         ref = {"id": link_id, "name": name} if slug is None else {"id": link_id, "name": name, "slug": slug}
         links[audiobook_id][kind].append(ref)
     return links
@@ -179,7 +205,7 @@ async def book_cards(session: AsyncSession, ids: Sequence[int]) -> dict[int, Aud
     if not ids:
         return {}
     cards: dict[int, dict[str, Any]] = {}
-    for row in await session.execute(select(*_CARD_COLUMNS).where(Audiobook.id.in_(ids))):
+    for row in await session.execute(_cards_statement(session.get_bind().dialect.name), {"ids": list(ids)}):
         card = dict(row._mapping)
         card["cover_url"] = cover_url(card["id"], card.pop("cover_key"))
         card["uploaded_by"] = card.pop("uploaded_by_id")
@@ -519,6 +545,7 @@ class SynonymService(SQLAlchemyAsyncRepositoryService[SearchSynonyms]):
         sets = normalized_synonym_sets(wanted.sets)
         await self.repository.session.execute(delete(SearchSynonyms))
         saved = await self.create(SearchSynonyms(sets=sets))
+        self.repository.session.info[STALE_KEY] = True  # cached searches were answered with the old sets
         # The engine refusing or unreachable fails the request, and its rollback keeps the saved list.
         with engine_errors_as_503():
             await engine.set_synonyms(sets)

@@ -34,6 +34,7 @@ class RecommendationController(Controller):
         description="Blends listeners like you, books like yours and what is popular in your genres. Never "
         "lists what you finished, rated 2 or less, keep in your library or are listening to.",
         opt=PUBLIC,
+        cache=True,
         responses=problem_responses(HTTPStatus.NOT_FOUND),
     )
     async def recommended(
@@ -53,6 +54,7 @@ class RecommendationController(Controller):
         description="Co-listened books (shared by enough listeners that none is singled out), then books "
         "sharing its series, authors, narrators or words, then its genres' popular books.",
         opt=PUBLIC,
+        cache=True,
         responses=problem_responses(HTTPStatus.NOT_FOUND),
     )
     async def similar(

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cache
 from time import perf_counter
 from typing import Any
 
@@ -33,14 +34,14 @@ from advanced_alchemy.filters import LimitOffset
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from litestar.stores.base import Store
-from sqlalchemy import case, literal_column, select, union_all
+from sqlalchemy import CompoundSelect, Select, bindparam, case, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.accounts.models import User
 from audioverse.catalog.models import Audiobook, Genre, audiobook_author, audiobook_genre, audiobook_narrator
 from audioverse.catalog.schemas import AudiobookRead
 from audioverse.catalog.services import book_cards
-from audioverse.db import take_turns
+from audioverse.db import one_of, take_turns
 from audioverse.errors import Conflict, NotFound
 from audioverse.jobs import TaskQueue, defer
 from audioverse.listening.models import LibraryEntry, LibraryRemoval, ListeningLedger, ListeningProgress
@@ -57,6 +58,7 @@ from audioverse.recommendations.schemas import (
     RecommendationPage,
     Shelf,
 )
+from audioverse.response_cache import bump_content_version
 from audioverse.reviews.models import Review
 
 REBUILD_TASK = "recommendations.rebuild"
@@ -356,6 +358,7 @@ async def rebuild(database: SQLAlchemyAsyncConfig, store: Store, claim: RebuildC
         entries += [(f"u{user}", Shelf(now, picks)) for user, picks in built.users.items()]
         await _renewing(cache, claim, lambda: cache.put(version.version, entries))
         await cache.swap(version)
+        await bump_content_version(store)  # the anonymous and similar shelves come from the new lists
         status.state = "succeeded"
         status.users, status.books, status.interactions = (
             len(built.users),
@@ -428,6 +431,53 @@ class History:
     changed_at: datetime | None = None
 
 
+@cache
+def _history_statement() -> CompoundSelect[Any]:
+    """A listener's four kinds of own books in one round trip, built once (``user_id`` bound per call)."""
+
+    def rows(table: Any, kind: str, value: Any, at: Any) -> Any:
+        return select(table.audiobook_id, literal_column(f"'{kind}'"), value, at).where(
+            table.user_id == bindparam("user_id")
+        )
+
+    return union_all(
+        rows(
+            ListeningProgress,
+            "progress",
+            case((ListeningProgress.is_completed, 1), else_=0),
+            ListeningProgress.updated_at,
+        ),
+        rows(Review, "review", Review.rating, Review.updated_at),
+        rows(LibraryEntry, "library", case((LibraryEntry.is_favorite, 1), else_=0), LibraryEntry.updated_at),
+        rows(LibraryRemoval, "dismissed", literal_column("0"), LibraryRemoval.created_at),
+    )
+
+
+@cache
+def _in_genre_statement(dialect: str) -> Select[Any]:
+    return select(audiobook_genre.c.audiobook_id).where(
+        audiobook_genre.c.genre_id == bindparam("genre_id"), one_of(audiobook_genre.c.audiobook_id, "ids", dialect)
+    )
+
+
+@cache
+def _genres_of_statement(dialect: str) -> Select[Any]:
+    return select(audiobook_genre.c.audiobook_id, audiobook_genre.c.genre_id).where(
+        one_of(audiobook_genre.c.audiobook_id, "ids", dialect)
+    )
+
+
+@cache
+def _genres_of_book() -> Select[int, Genre]:
+    return (
+        select(Audiobook.id, Genre)
+        .outerjoin(audiobook_genre, audiobook_genre.c.audiobook_id == Audiobook.id)
+        .outerjoin(Genre, Genre.id == audiobook_genre.c.genre_id)
+        .where(Audiobook.id == bindparam("book_id"))
+        .order_by(Genre.name)
+    )
+
+
 class Shelves:
     """Builds shelves from cached lists, falling back to the database, for one session and version."""
 
@@ -449,24 +499,8 @@ class Shelves:
             if history.changed_at is None or at > history.changed_at:
                 history.changed_at = at
 
-        def rows(table: Any, kind: str, value: Any, at: Any) -> Any:
-            return select(table.audiobook_id, literal_column(f"'{kind}'"), value, at).where(table.user_id == user_id)
-
-        # One round trip for the caller's four kinds of own books.
         disliked: set[int] = set()
-        for book, kind, value, at in await self.session.execute(
-            union_all(
-                rows(
-                    ListeningProgress,
-                    "progress",
-                    case((ListeningProgress.is_completed, 1), else_=0),
-                    ListeningProgress.updated_at,
-                ),
-                rows(Review, "review", Review.rating, Review.updated_at),
-                rows(LibraryEntry, "library", case((LibraryEntry.is_favorite, 1), else_=0), LibraryEntry.updated_at),
-                rows(LibraryRemoval, "dismissed", literal_column("0"), LibraryRemoval.created_at),
-            )
-        ):
+        for book, kind, value, at in await self.session.execute(_history_statement(), {"user_id": user_id}):
             if kind == "progress":
                 note(book, COMPLETED_WEIGHT if value else IN_PROGRESS_WEIGHT, at)
             elif kind == "review":
@@ -554,23 +588,16 @@ class Shelves:
         ids = list(book_ids)
         if not ids:
             return set()
-        rows = await self.session.scalars(
-            select(audiobook_genre.c.audiobook_id).where(
-                audiobook_genre.c.genre_id == genre_id, audiobook_genre.c.audiobook_id.in_(ids)
-            )
-        )
-        return set(rows)
+        statement = _in_genre_statement(self.session.get_bind().dialect.name)
+        return set(await self.session.scalars(statement, {"genre_id": genre_id, "ids": ids}))
 
     async def favourite_genres(self, history: History) -> list[int]:
         """The listener's genres, most weighted first."""
         if not history.weights:
             return []
         weights: dict[int, float] = {}
-        for book, genre in await self.session.execute(
-            select(audiobook_genre.c.audiobook_id, audiobook_genre.c.genre_id).where(
-                audiobook_genre.c.audiobook_id.in_(list(history.weights))
-            )
-        ):
+        statement = _genres_of_statement(self.session.get_bind().dialect.name)
+        for book, genre in await self.session.execute(statement, {"ids": list(history.weights)}):
             weights[genre] = weights.get(genre, 0.0) + history.weights[book]
         return sorted(weights, key=lambda genre: -weights[genre])[:3]
 
@@ -667,9 +694,12 @@ class RecommendationService(SQLAlchemyAsyncRepositoryService[Audiobook]):
         self, store: Store, user: User | None, audiobook_id: int, page: LimitOffset
     ) -> RecommendationPage:
         """Listeners of this also enjoyed, then books sharing its metadata, then its genres' popular ones."""
-        book = await self.repository.session.get(Audiobook, audiobook_id)
-        if book is None:
+        # The book and its genres in one statement: a row per genre, one with no genre if it has none.
+        found = (await self.repository.session.execute(_genres_of_book(), {"book_id": audiobook_id})).all()
+        if not found:
             raise NotFound(f"No audiobook with id {audiobook_id}.")
+        genres = {genre.id: genre for _, genre in found if genre is not None}
+        genre_ids = list(genres)
         cache = RecommendationCache(store)
         version = await cache.version()
         shelves = Shelves(self.repository.session, cache, version)
@@ -677,12 +707,6 @@ class RecommendationService(SQLAlchemyAsyncRepositoryService[Audiobook]):
         picks = cached.picks if cached is not None else await shelves.neighbours(audiobook_id)
         seen = (await shelves.history(user.id)).seen if user is not None else set()
         seen.add(audiobook_id)
-        genre_ids = list(
-            await self.repository.session.scalars(
-                select(audiobook_genre.c.genre_id).where(audiobook_genre.c.audiobook_id == audiobook_id)
-            )
-        )
-        genres = await self._genres(genre_ids)
         for genre_id in [*genre_ids, None]:
             if len([p for p in picks if p.book not in seen]) >= SHELF_SIZE:
                 break
