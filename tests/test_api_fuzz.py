@@ -53,6 +53,9 @@ SEMANTIC_422 = [
     "PATCH /api/bookmarks/{bookmark_id}",
     "PUT /api/bookmarks/{bookmark_id}",
     "PUT /api/admin/search/synonyms",  # a set whose terms are one once lowercased ("Dr", "dr")
+    "PUT /api/users/me/follows",  # an author id or genre slug that does not exist
+    "PUT /api/users/me/notifications",  # a time zone name that is not an IANA one
+    "POST /api/notifications/unsubscribe",
 ]
 # `offset + limit` past 10,000 is refused with 422 (narrow the query instead): a bound across two
 # parameters, which a JSON schema cannot state.

@@ -57,6 +57,11 @@ from audioverse.listening.controllers import (
     StreamController,
 )
 from audioverse.logs import RequestLogMiddleware, structlog_config
+from audioverse.notifications.controllers import (
+    FollowsController,
+    NotificationPreferencesController,
+    UnsubscribeController,
+)
 from audioverse.openapi import ClosedStructSchemaPlugin, ContractDocs
 from audioverse.ratelimit import RateLimiter, window_counter
 from audioverse.recommendations.controllers import RecommendationAdminController, RecommendationController
@@ -261,6 +266,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RecommendationController,
             RecommendationAdminController,
             JobsController,
+            FollowsController,
+            NotificationPreferencesController,
+            UnsubscribeController,
         ],
         on_app_init=[jwt_auth.on_app_init],
         plugins=[

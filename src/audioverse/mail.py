@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import time
 from email.message import EmailMessage
@@ -31,6 +32,8 @@ class OutgoingEmail(msgspec.Struct, frozen=True):
     subject: str
     text: str
     html: str
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """More header fields, such as ``List-Unsubscribe``."""
 
 
 @cache
@@ -42,7 +45,9 @@ def _templates() -> Environment:
     )
 
 
-def render_email(template: str, *, to: str, subject: str, **context: Any) -> OutgoingEmail:
+def render_email(
+    template: str, *, to: str, subject: str, headers: dict[str, str] | None = None, **context: Any
+) -> OutgoingEmail:
     """Render ``<template>.txt`` and ``<template>.html`` into one message."""
     environment = _templates()
     return OutgoingEmail(
@@ -50,15 +55,23 @@ def render_email(template: str, *, to: str, subject: str, **context: Any) -> Out
         subject=subject,
         text=environment.get_template(f"{template}.txt").render(subject=subject, **context),
         html=environment.get_template(f"{template}.html").render(subject=subject, **context),
+        headers=headers or {},
     )
 
 
+# Header lines up to RFC 5322's limit: the default 78 would encode a List-Unsubscribe URL (which has no
+# space to fold at) as RFC 2047 words, which no mail client reads as a URL.
+HEADER_POLICY = email.policy.default.clone(max_line_length=998)
+
+
 def build_message(settings: Settings, email: OutgoingEmail) -> EmailMessage:
-    message = EmailMessage()
+    message = EmailMessage(policy=HEADER_POLICY)
     message["From"] = settings.email_from
     message["To"] = email.to
     message["Subject"] = email.subject
     message["Message-ID"] = make_msgid(domain="audioverse")
+    for name, value in email.headers.items():
+        message[name] = value
     message.set_content(email.text)
     message.add_alternative(email.html, subtype="html")
     return message

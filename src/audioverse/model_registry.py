@@ -5,6 +5,7 @@ from audioverse.accounts import models as accounts_models
 from audioverse.catalog import models as catalog_models
 from audioverse.db import Base
 from audioverse.listening import models as listening_models
+from audioverse.notifications import models as notifications_models
 from audioverse.reviews import models as reviews_models
 
 # SQLite gives a new row the largest id plus one unless the table says AUTOINCREMENT, so a deleted
@@ -18,5 +19,6 @@ __all__ = [
     "catalog_models",
     "jobs",
     "listening_models",
+    "notifications_models",
     "reviews_models",
 ]

@@ -80,3 +80,26 @@ def verify_stream_token(secret: str, token: str, audiobook_id: int) -> int:
     if claims.get("book") != audiobook_id:
         raise StreamTokenForAnotherBook("the token is for another audiobook")
     return int(claims["sub"])
+
+
+UNSUBSCRIBE_AUDIENCE = "audioverse:unsubscribe"
+
+
+class InvalidUnsubscribeToken(ValueError):
+    """The unsubscribe token is forged or malformed."""
+
+
+def sign_unsubscribe_token(secret: str, user_id: int, mailing: str) -> str:
+    """A token that stops one mailing for one user without logging in; no expiry: RFC 8058 links must keep working."""
+    return jwt.encode({"sub": str(user_id), "mailing": mailing, "aud": UNSUBSCRIBE_AUDIENCE}, secret, algorithm="HS256")
+
+
+def verify_unsubscribe_token(secret: str, token: str) -> tuple[int, str]:
+    """The user id and mailing the token stops; raises :class:`InvalidUnsubscribeToken` otherwise."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], audience=UNSUBSCRIBE_AUDIENCE, options={"require": ["sub"]}
+        )
+        return int(claims["sub"]), str(claims["mailing"])
+    except (jwt.PyJWTError, KeyError, ValueError) as exc:
+        raise InvalidUnsubscribeToken(str(exc)) from exc

@@ -12,7 +12,9 @@ from audioverse.catalog.indexing import build_search_engine, search_store_for
 from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.config import Settings
 from audioverse.listening import jobs as listening_jobs
+from audioverse.notifications import jobs as notifications_jobs
 from audioverse.recommendations import jobs as recommendations_jobs
+from audioverse.recommendations.services import digest_picks
 from audioverse.reviews import jobs as reviews_jobs
 from audioverse.storage import jobs as storage_jobs
 from audioverse.task_runtime import TaskSpec, install_resources
@@ -38,6 +40,8 @@ TASKS = compose(
     recommendations_jobs.TASKS,
     accounts_jobs.TASKS,
     listening_jobs.TASKS,
+    # The digest shows the listener's recommendations; notifications do not import that package itself.
+    notifications_jobs.tasks(digest_picks),
 )
 
 

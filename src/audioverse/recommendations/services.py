@@ -656,9 +656,17 @@ class RecommendationService(SQLAlchemyAsyncRepositoryService[Audiobook]):
         return {g.id: g for g in await self.repository.session.scalars(select(Genre).where(Genre.id.in_(ids)))}
 
     async def recommended(
-        self, store: Store, task_queue: TaskQueue, user: User | None, genre_slug: str | None, page: LimitOffset
+        self,
+        store: Store,
+        task_queue: TaskQueue | None,
+        user: User | None,
+        genre_slug: str | None,
+        page: LimitOffset,
     ) -> RecommendationPage:
-        """The caller's shelf (the popular one for anonymous callers), optionally within one genre."""
+        """The caller's shelf (the popular one for anonymous callers), optionally within one genre.
+
+        Without ``task_queue`` a stale cached list is served as it is, its refresh left to the next request.
+        """
         genre = await self._genre(genre_slug)
         cache = RecommendationCache(store)
         version = await cache.version()
@@ -674,7 +682,8 @@ class RecommendationService(SQLAlchemyAsyncRepositoryService[Audiobook]):
                 generated_at = utcnow()
             else:
                 picks, generated_at = cached.picks, cached.generated_at
-                if history.changed_at is not None and history.changed_at > generated_at:
+                stale = history.changed_at is not None and history.changed_at > generated_at
+                if stale and task_queue is not None:
                     await cache.ask_refresh(task_queue, user.id)
         picks = [pick for pick in picks if pick.book not in history.seen]
         genres: dict[int, Genre] = {}
@@ -776,3 +785,35 @@ __all__ = [
     "rebuild_if_idle",
     "refresh_user",
 ]
+
+
+@dataclass(frozen=True)
+class DigestPick:
+    """A recommendation as a mail shows it: the book and why, in words."""
+
+    book_id: int
+    title: str
+    reason: str
+
+
+def reason_text(reason: Reason) -> str:
+    """``reason`` in a sentence a mail can show."""
+    because = reason.title or "a book you enjoyed"
+    sentences = {
+        "listened_with": f"Listeners of {because} enjoyed it",
+        "same_author": f"By the author of {because}",
+        "same_narrator": f"Read by the narrator of {because}",
+        "same_series": f"Next in the series of {because}",
+        "genre": f"Popular in {reason.genre}" if reason.genre else "Popular in a genre you like",
+        "popular": f"Popular in {reason.genre}" if reason.genre else "Popular with listeners",
+    }
+    return sentences[reason.kind]
+
+
+async def digest_picks(session: AsyncSession, store: Store, user_id: int, limit: int = 5) -> list[DigestPick]:
+    """The listener's top recommendations for their weekly digest (the shelf the API serves them)."""
+    user = await session.get(User, user_id)
+    if user is None:
+        return []
+    page = await RecommendationService(session=session).recommended(store, None, user, None, LimitOffset(limit, 0))
+    return [DigestPick(item.audiobook.id, item.audiobook.title, reason_text(item.reason)) for item in page.items]

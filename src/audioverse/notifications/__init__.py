@@ -1,0 +1,1 @@
+"""Notifications: follows, preferences, new-release alerts, weekly digests and one-click unsubscribe."""

@@ -1,0 +1,1 @@
+"""Tests of follows, notification preferences, alerts, digests and unsubscribing."""
