@@ -38,6 +38,8 @@ RELEASE_LOOKBACK = timedelta(hours=2)
 """Books this recent are alerted on; the sent-log makes every later look at one a no-op."""
 BATCH = 500
 DIGEST_ITEMS = 5
+SUMMARY_ITEMS = 10
+"""A daily summary lists the newest this many books and counts the rest."""
 
 
 class Pick(Protocol):
@@ -294,15 +296,18 @@ async def _summaries(
     listening = await _week_of_listening(session, [listener.id for listener, _ in weekly], now.date()) if weekly else {}
     for listener, local in due:
         if listener.id in released and await _decide(session, listener.id, "releases_daily", local.date().isoformat()):
-            books = await _books(session, released[listener.id])
+            total = len(released[listener.id])
+            newest = sorted(released[listener.id], reverse=True)[:SUMMARY_ITEMS]
+            books = await _books(session, newest)
             await _send(
                 session,
                 settings,
                 listener,
                 "releases_daily",
-                f"{len(books)} new audiobook{'s' if len(books) != 1 else ''} from what you follow",
+                f"{total} new audiobook{'s' if total != 1 else ''} from what you follow",
                 "releases",
-                books=_with_links(settings, list(books.values())),
+                books=_with_links(settings, [books[book] for book in newest if book in books]),
+                more=total - len(newest),
             )
             decided += 1
     for listener, local in weekly:
