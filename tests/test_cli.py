@@ -16,7 +16,7 @@ import pytest
 from audioverse.cli import single_process_parts
 from audioverse.config import Settings
 from search.embedded import EmbeddedSearchEngine
-from tests.services import TEST_HASHING, TEST_SECRET_KEY, free_port
+from tests.services import TEST_HASHING, TEST_SECRET_KEY, Deployment, free_port, settings_environment
 
 AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
 
@@ -36,7 +36,7 @@ def run_cli(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> su
 def test_help_lists_our_commands(tmp_path: Path) -> None:
     result = run_cli("--help", data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
-    for command in ("run", "database", "worker", "scheduler", "routes", "search", "seed", "users"):
+    for command in ("run", "database", "worker", "scheduler", "ping", "routes", "search", "seed", "users"):
         assert command in result.stdout
 
 
@@ -200,3 +200,21 @@ def test_the_production_profile_has_no_single_process_part() -> None:
     )
     assert single_process_parts(production) == []
     assert single_process_parts(Settings()) != []
+
+
+def test_ping_answers_when_a_worker_runs_the_task(production_deployment: Deployment, tmp_path: Path) -> None:
+    environment = settings_environment(production_deployment.settings)
+    result = run_cli("ping", "--worker", "--timeout", "20", data_dir=tmp_path, env=environment)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_ping_fails_when_the_broker_is_unreachable_or_absent(tmp_path: Path) -> None:
+    unreachable = {
+        "AUDIOVERSE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "AUDIOVERSE_SECRET_KEY": TEST_SECRET_KEY,
+    }
+    result = run_cli("ping", "--timeout", "3", data_dir=tmp_path, env=unreachable)
+    assert result.returncode != 0
+    embedded = run_cli("ping", data_dir=tmp_path)
+    assert embedded.returncode != 0
+    assert "embedded profile has no task broker" in embedded.stderr

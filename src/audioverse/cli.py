@@ -7,14 +7,17 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import anyio
 import click
 from litestar import Litestar
 from litestar.cli.main import litestar_group
 from litestar.plugins import CLIPlugin
+from taskiq import InMemoryBroker
 from taskiq.cli.scheduler.args import SchedulerArgs
 from taskiq.cli.scheduler.run import run_scheduler
 from taskiq.cli.worker.args import WorkerArgs
 from taskiq.cli.worker.run import run_worker
+from taskiq.exceptions import TaskiqResultTimeoutError
 
 from audioverse.accounts.services import UserService
 from audioverse.catalog.indexing import (
@@ -29,6 +32,7 @@ from audioverse.catalog.seed import DEMO_PASSWORD, DEMO_USERS, DemoSeeder
 from audioverse.config import Settings
 from audioverse.db import migrate_to_head, sqlalchemy_config
 from audioverse.errors import DomainError
+from audioverse.jobs import TaskQueue, build_broker
 from audioverse.storage import build_storage
 from search import SearchEngineError
 
@@ -52,6 +56,36 @@ def scheduler_command(ctx: click.Context) -> None:
     if not any(arg.startswith("--update-interval") for arg in extra):
         extra += ["--update-interval", SCHEDULE_UPDATE_SECONDS]
     asyncio.run(run_scheduler(SchedulerArgs.from_cli(["tasks.scheduler:scheduler", *extra])))
+
+
+PING_TIMEOUT_SECONDS = 10.0
+
+
+@click.command(name="ping")
+@click.option("--worker", "needs_worker", is_flag=True, help="Also wait for a worker to run a task and answer.")
+@click.option("--timeout", type=float, default=PING_TIMEOUT_SECONDS, show_default=True, help="Seconds to wait.")
+def ping_command(needs_worker: bool, timeout: float) -> None:
+    """Exit 0 if the task broker takes a message (and, with --worker, a worker answers it): a container healthcheck."""
+    settings = Settings.from_env()
+
+    async def ping() -> None:
+        broker = build_broker(settings)
+        if isinstance(broker, InMemoryBroker):
+            raise click.ClickException("the embedded profile has no task broker to ping (set AUDIOVERSE_REDIS_URL)")
+        await broker.startup()
+        try:
+            with anyio.fail_after(timeout):
+                sent = await TaskQueue(broker).enqueue("system.ping")
+                if needs_worker:
+                    result = await sent.wait_result(timeout=timeout)
+                    if result.is_err or result.return_value != "pong":
+                        raise click.ClickException(f"the worker answered {result.return_value!r} ({result.error!r})")
+        except (TimeoutError, TaskiqResultTimeoutError) as exc:
+            raise click.ClickException(f"no answer within {timeout:g} s") from exc
+        finally:
+            await broker.shutdown()
+
+    asyncio.run(ping())
 
 
 @click.group(name="users")
@@ -211,6 +245,7 @@ class AudioverseCLIPlugin(CLIPlugin):
     def on_cli_init(self, cli: click.Group) -> None:
         cli.add_command(worker_command)
         cli.add_command(scheduler_command)
+        cli.add_command(ping_command)
         cli.add_command(users_group)
         cli.add_command(seed_command)
         cli.add_command(search_group)
