@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from audioverse.cli import single_process_parts
+from audioverse.cli import child_processes, single_process_parts
 from audioverse.config import Settings
 from search.embedded import EmbeddedSearchEngine
 from tests.services import TEST_HASHING, TEST_SECRET_KEY, Deployment, free_port, settings_environment
@@ -218,3 +220,55 @@ def test_ping_fails_when_the_broker_is_unreachable_or_absent(tmp_path: Path) -> 
     embedded = run_cli("ping", data_dir=tmp_path)
     assert embedded.returncode != 0
     assert "embedded profile has no task broker" in embedded.stderr
+
+
+def running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie, state Z, only waits to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_sigterm_to_run_with_several_workers_stops_every_server_process(
+    production_search_deployment: Deployment, tmp_path: Path
+) -> None:
+    port = free_port()
+    environment = {
+        **os.environ,
+        **settings_environment(production_search_deployment.settings),
+        "AUDIOVERSE_DATA_DIR": str(tmp_path / "var"),
+    }
+    process = subprocess.Popen(
+        [AUDIOVERSE, "run", "--port", str(port), "--web-concurrency", "2"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server: list[int] = []
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        server = child_processes(process.pid)
+        assert server, "litestar runs uvicorn as a child process with several workers"
+        workers = [worker for master in server for worker in child_processes(master)]
+        assert len(workers) >= 2
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) is not None
+        # Nothing left serving, re-parented to PID 1 (an exited process that no one reaped holds nothing).
+        assert [pid for pid in server + workers if running(pid)] == []
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pid in server + workers:  # left running only if the test failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
+from pathlib import Path
 
 import anyio
 import click
@@ -230,6 +232,41 @@ def refuse_several_embedded_workers(settings: Settings, workers: int) -> None:
         )
 
 
+def child_processes(parent: int) -> list[int]:
+    """The ids of the processes whose parent is ``parent`` (from Linux's /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (command) state ppid …": the command may hold spaces and parentheses, so split after the last ")".
+            after_command = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(after_command[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+@contextmanager
+def termination_reaches_children() -> Iterator[None]:
+    """Pass a SIGTERM on to the child processes while the block runs.
+
+    With several workers Litestar runs uvicorn as a child process and waits for it; a SIGTERM (what an
+    orchestrator sends) ended only this parent, leaving uvicorn and its workers serving, re-parented to
+    PID 1. Passed on, uvicorn shuts its workers down gracefully and this process returns when it has.
+    """
+
+    def pass_on(signum: int, _frame: object) -> None:
+        for child in child_processes(os.getpid()):
+            with suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    previous = signal.signal(signal.SIGTERM, pass_on)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class AudioverseCLIPlugin(CLIPlugin):
     """Adds AudioVerse's commands to the Litestar command group; checks ``run``'s worker count."""
 
@@ -240,7 +277,8 @@ class AudioverseCLIPlugin(CLIPlugin):
         context = click.get_current_context(silent=True)
         workers = (context.params.get("wc") if context else None) or 1
         refuse_several_embedded_workers(app.state.settings, workers)
-        yield
+        with termination_reaches_children() if workers > 1 else nullcontext():
+            yield
 
     def on_cli_init(self, cli: click.Group) -> None:
         cli.add_command(worker_command)
