@@ -78,6 +78,10 @@ def test_run_serves_the_api_on_the_given_port(tmp_path: Path) -> None:
         detail = httpx.get(f"http://127.0.0.1:{port}/api/audiobooks/{books['items'][0]['id']}/", timeout=5).json()
         assert len(detail["chapters"]) >= 3
         assert detail["authors"]
+        # A scrape from this machine needs no token; the job gauges name the scheduled jobs.
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert metrics.status_code == 200
+        assert "audioverse_requests_total" in metrics.text
     finally:
         process.terminate()
         process.wait(timeout=30)

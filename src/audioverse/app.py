@@ -57,6 +57,7 @@ from audioverse.listening.controllers import (
     StreamController,
 )
 from audioverse.logs import RequestLogMiddleware, structlog_config
+from audioverse.metrics import MetricsController, prometheus_config
 from audioverse.notifications.controllers import (
     FollowsController,
     NotificationPreferencesController,
@@ -269,6 +270,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             FollowsController,
             NotificationPreferencesController,
             UnsubscribeController,
+            MetricsController,
         ],
         on_app_init=[jwt_auth.on_app_init],
         plugins=[
@@ -280,7 +282,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AudioverseCLIPlugin(),
         ],
         lifespan=[lifespan],
-        middleware=[BodyIdleTimeoutMiddleware(settings.request_body_idle_seconds), ConditionalGetMiddleware()],
+        middleware=[
+            prometheus_config().middleware,
+            BodyIdleTimeoutMiddleware(settings.request_body_idle_seconds),
+            ConditionalGetMiddleware(),
+        ],
         response_cache_config=response_cache_config(settings.response_cache_seconds),
         before_send=[list_every_allowed_method],
         stores=stores,
