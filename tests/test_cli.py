@@ -234,8 +234,9 @@ def running(pid: int) -> bool:
         return False
 
 
-def test_sigterm_to_run_with_several_workers_stops_every_server_process(
-    production_search_deployment: Deployment, tmp_path: Path
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_to_run_with_several_workers_stops_every_server_process(
+    production_search_deployment: Deployment, tmp_path: Path, stop: signal.Signals
 ) -> None:
     port = free_port()
     environment = {
@@ -263,7 +264,7 @@ def test_sigterm_to_run_with_several_workers_stops_every_server_process(
         assert server, "litestar runs uvicorn as a child process with several workers"
         workers = [worker for master in server for worker in child_processes(master)]
         assert len(workers) >= 2
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         assert process.wait(timeout=60) is not None
         # Nothing left serving, re-parented to PID 1 (an exited process that no one reaped holds nothing).
         assert [pid for pid in server + workers if running(pid)] == []

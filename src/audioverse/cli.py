@@ -247,12 +247,14 @@ def child_processes(parent: int) -> list[int]:
 
 
 @contextmanager
-def termination_reaches_children() -> Iterator[None]:
-    """Pass a SIGTERM on to the child processes while the block runs.
+def stop_signals_reach_children() -> Iterator[None]:
+    """Pass SIGTERM and SIGINT on to the child processes while the block runs.
 
     With several workers Litestar runs uvicorn as a child process and waits for it; a SIGTERM (what an
     orchestrator sends) ended only this parent, leaving uvicorn and its workers serving, re-parented to
-    PID 1. Passed on, uvicorn shuts its workers down gracefully and this process returns when it has.
+    PID 1, and a SIGINT made the parent kill uvicorn outright, orphaning its workers. Passed on, uvicorn
+    shuts its workers down gracefully and this process returns when it has (a second SIGINT from the
+    terminal's Ctrl-C, which reaches uvicorn too, only repeats the request to stop).
     """
 
     def pass_on(signum: int, _frame: object) -> None:
@@ -260,11 +262,12 @@ def termination_reaches_children() -> Iterator[None]:
             with suppress(ProcessLookupError):
                 os.kill(child, signum)
 
-    previous = signal.signal(signal.SIGTERM, pass_on)
+    previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class AudioverseCLIPlugin(CLIPlugin):
@@ -277,7 +280,7 @@ class AudioverseCLIPlugin(CLIPlugin):
         context = click.get_current_context(silent=True)
         workers = (context.params.get("wc") if context else None) or 1
         refuse_several_embedded_workers(app.state.settings, workers)
-        with termination_reaches_children() if workers > 1 else nullcontext():
+        with stop_signals_reach_children() if workers > 1 else nullcontext():
             yield
 
     def on_cli_init(self, cli: click.Group) -> None:
