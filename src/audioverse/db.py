@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLA
 from advanced_alchemy.extensions.litestar import EngineConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarSQLAlchemyConfig
 from litestar.di import NamedDependency
-from sqlalchemy import BigInteger, ColumnElement, Select, any_, bindparam, event, func, select
+from sqlalchemy import BigInteger, ColumnElement, Enum, Select, any_, bindparam, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import QueryableAttribute, sessionmaker
@@ -30,6 +31,11 @@ Base = BigIntAuditBase
 
 
 ConfigT = TypeVar("ConfigT", bound=SQLAlchemyAsyncConfig)
+
+
+def text_enum(kind: type[enum.StrEnum], length: int = 16) -> Enum:
+    """A column of ``kind``'s values stored as text (a string column, no database enum type to migrate)."""
+    return Enum(kind, native_enum=False, length=length, values_callable=lambda members: [m.value for m in members])
 
 
 def _config_options(settings: Settings) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
-    Enum,
     Float,
     ForeignKey,
     Index,
@@ -20,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from audioverse.db import Base
+from audioverse.db import Base, text_enum
 
 MIN_PLAYBACK_SPEED = 0.5
 MAX_PLAYBACK_SPEED = 3.5
@@ -54,7 +53,7 @@ class User(Base):
     profile_picture_key: Mapped[str | None] = mapped_column(String(500), default=None)
     bio: Mapped[str] = mapped_column(Text, default="")
     role: Mapped[Role] = mapped_column(
-        Enum(Role, native_enum=False, length=16, values_callable=lambda roles: [r.value for r in roles]),
+        text_enum(Role),
         default=Role.LISTENER,
     )
     is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -91,14 +90,7 @@ class EmailToken(Base):
     __tablename__ = "email_token"
 
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
-    purpose: Mapped[EmailTokenPurpose] = mapped_column(
-        Enum(
-            EmailTokenPurpose,
-            native_enum=False,
-            length=32,
-            values_callable=lambda purposes: [p.value for p in purposes],
-        )
-    )
+    purpose: Mapped[EmailTokenPurpose] = mapped_column(text_enum(EmailTokenPurpose, 32))
     email: Mapped[str] = mapped_column(String(320))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))

@@ -13,7 +13,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
-    Enum,
     Float,
     ForeignKey,
     Index,
@@ -28,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
-from audioverse.db import Base
+from audioverse.db import Base, text_enum
 
 # Storage keys under this prefix hold recordings that large demo catalogs share between books:
 # deleting one book leaves them for the others.
@@ -187,13 +186,9 @@ class CatalogOutbox(Base):
     __tablename__ = "catalog_outbox"
     __table_args__ = (Index("ix_catalog_outbox_pending", "processed_at", "id"),)
 
-    entity: Mapped[OutboxEntity] = mapped_column(
-        Enum(OutboxEntity, native_enum=False, length=16, values_callable=lambda kinds: [k.value for k in kinds])
-    )
+    entity: Mapped[OutboxEntity] = mapped_column(text_enum(OutboxEntity))
     entity_id: Mapped[int] = mapped_column(BigInteger)
-    operation: Mapped[OutboxOperation] = mapped_column(
-        Enum(OutboxOperation, native_enum=False, length=16, values_callable=lambda ops: [o.value for o in ops])
-    )
+    operation: Mapped[OutboxOperation] = mapped_column(text_enum(OutboxOperation))
     processed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import Boolean, CheckConstraint, Enum, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from audioverse.db import Base
-
-
-def _enum(kind: type[enum.StrEnum], length: int) -> Enum:
-    return Enum(kind, native_enum=False, length=length, values_callable=lambda members: [m.value for m in members])
+from audioverse.db import Base, text_enum
 
 
 class FollowKind(enum.StrEnum):
@@ -34,7 +30,7 @@ class Follow(Base):
     __table_args__ = (UniqueConstraint("user_id", "kind", "target"),)
 
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[FollowKind] = mapped_column(_enum(FollowKind, 16))
+    kind: Mapped[FollowKind] = mapped_column(text_enum(FollowKind))
     target: Mapped[str] = mapped_column(String(255))
 
 
@@ -48,7 +44,7 @@ class NotificationPreferences(Base):
     )
 
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), unique=True)
-    new_releases: Mapped[ReleaseAlerts] = mapped_column(_enum(ReleaseAlerts, 16), default=ReleaseAlerts.DAILY)
+    new_releases: Mapped[ReleaseAlerts] = mapped_column(text_enum(ReleaseAlerts), default=ReleaseAlerts.DAILY)
     weekly_digest: Mapped[bool] = mapped_column(Boolean, default=True)
     digest_day: Mapped[int] = mapped_column(Integer, default=0)
     """0 is Monday, as Python's ``weekday()``."""

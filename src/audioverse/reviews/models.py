@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from audioverse.accounts.models import User
-from audioverse.db import Base
+from audioverse.db import Base, text_enum
 
 
 class ReviewStatus(enum.StrEnum):
@@ -33,7 +33,7 @@ class Review(Base):
     review_text: Mapped[str] = mapped_column(Text, default="")
     helpful_count: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[ReviewStatus] = mapped_column(
-        Enum(ReviewStatus, native_enum=False, length=16, values_callable=lambda items: [i.value for i in items]),
+        text_enum(ReviewStatus),
         default=ReviewStatus.VISIBLE,
     )
     moderated_by_id: Mapped[int | None] = mapped_column(
