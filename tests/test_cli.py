@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -21,6 +22,8 @@ from search.embedded import EmbeddedSearchEngine
 from tests.services import TEST_HASHING, TEST_SECRET_KEY, Deployment, free_port, settings_environment
 
 AUDIOVERSE = str(Path(sys.executable).parent / "audioverse")
+# Well inside the minute after which the scheduler's sweep would send the seed's drain anyway.
+SEEDED_SEARCHABLE_SECONDS = 10
 
 
 def run_cli(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -277,3 +280,28 @@ def test_a_stop_signal_to_run_with_several_workers_stops_every_server_process(
         for pid in server + workers:  # left running only if the test failed
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.search
+async def test_books_seeded_by_the_command_are_searchable_within_seconds(
+    production_search_deployment: Deployment,
+) -> None:
+    """The seed command's search drain goes to the workers at once, not at the scheduler's next minute."""
+    environment = {**os.environ, **settings_environment(production_search_deployment.settings)}
+    seeded = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [AUDIOVERSE, "seed", "--books", "3", "--force"], env=environment, capture_output=True, check=False
+        )
+    )
+    assert seeded.returncode == 0, seeded.stderr.decode()
+    client = production_search_deployment.client
+    titles = [book["title"] for book in (await client.get("/api/audiobooks/", params={"limit": 3})).json()["items"]]
+    assert len(titles) == 3
+
+    async def found() -> list[str]:
+        page = (await client.get("/api/audiobooks/search/", params={"q": titles[0]})).json()
+        return [item["title"] for item in page["items"]]
+
+    with anyio.fail_after(SEEDED_SEARCHABLE_SECONDS):
+        while titles[0] not in await found():  # noqa: ASYNC110 - polling the worker
+            await anyio.sleep(0.2)

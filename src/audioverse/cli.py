@@ -34,7 +34,7 @@ from audioverse.catalog.seed import DEMO_PASSWORD, DEMO_USERS, DemoSeeder
 from audioverse.config import Settings
 from audioverse.db import migrate_to_head, sqlalchemy_config
 from audioverse.errors import DomainError
-from audioverse.jobs import TaskQueue, build_broker
+from audioverse.jobs import SWEEP_JOBS_TASK, TaskQueue, build_broker
 from audioverse.storage import build_storage
 from search import SearchEngineError
 
@@ -121,6 +121,24 @@ def create_admin_command(email: str, username: str, password: str) -> None:
     click.echo(f"Created admin {username!r} (id {user_id}).")
 
 
+async def hand_jobs_to_workers(settings: Settings) -> None:
+    """Have the workers run now the jobs a command wrote (its search drain), not at the next minute's sweep.
+
+    A command has no after-commit sender; one sweep sends every job that is due. The embedded profile
+    has no broker another process can reach: its server sweeps when it starts.
+    """
+    broker = build_broker(settings)
+    if isinstance(broker, InMemoryBroker):
+        return
+    await broker.startup()
+    try:
+        await TaskQueue(broker).enqueue(SWEEP_JOBS_TASK)
+    except Exception as exc:  # the broker down: the scheduler's sweep sends them once it is back
+        click.echo(f"The workers were not told ({exc!r}); the minute's sweep will send the jobs.", err=True)
+    finally:
+        await broker.shutdown()
+
+
 @click.command(name="seed")
 @click.option(
     "--books", type=click.IntRange(min=1), default=None, help="How many books (default: AUDIOVERSE_DEMO_BOOKS)."
@@ -153,6 +171,7 @@ def seed_command(books: int | None, force: bool) -> None:
 
     created = asyncio.run(seed())
     if created:
+        asyncio.run(hand_jobs_to_workers(settings))
         click.echo(
             f"Added {created} demo books. Demo users: {', '.join(n for n, _ in DEMO_USERS)}; "
             f"password {DEMO_PASSWORD!r}."
