@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audioverse.accounts.auth import PUBLIC
 from audioverse.catalog.indexing import pending_changes, read_status
 from audioverse.config import Settings
-from audioverse.errors import Forbidden
+from audioverse.errors import Forbidden, problem_responses
 from audioverse.jobs import JOB_RUN_KEY_PREFIX, JobRun, TaskQueue
 from audioverse.recommendations.services import RecommendationCache
 
@@ -96,7 +97,18 @@ class MetricsController(Controller):
     path = "/metrics"
     guards = [may_scrape]
 
-    @get("/", opt=PUBLIC, include_in_schema=False, cache=False)
+    @get(
+        "/",
+        summary="Prometheus metrics (a scraper with the metrics token, or a client on this machine)",
+        description="Prometheus text format: requests and latency histograms by route, and gauges of the "
+        "search outbox, task queue, reindex, recommendation model and scheduled jobs. 403 without "
+        "`AUDIOVERSE_METRICS_TOKEN` as a bearer token (or, with none set, from anywhere but loopback).",
+        tags=["operations"],
+        opt=PUBLIC,
+        cache=False,
+        media_type=CONTENT_TYPE_LATEST,
+        responses=problem_responses(HTTPStatus.FORBIDDEN),
+    )
     async def metrics(
         self,
         db_session: NamedDependency[AsyncSession],
