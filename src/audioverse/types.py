@@ -19,6 +19,8 @@ MAX_ID = 2**63 - 1
 ID_RANGE = annotated_types.Interval(ge=1, le=MAX_ID)
 
 Id = Annotated[int, ID_RANGE, Parameter(schema_extra={"maximum": MAX_ID})]
+BodyId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+"""An id in a JSON body: bounded as a path id, so no number a client sends reaches the database unbounded."""
 """A path id. Litestar writes a lone integer bound into OpenAPI as a float (2**63 - 1 would read
 as 2**63), hence the exact maximum restated."""
 OptionalId = Annotated[int | None, ID_RANGE]

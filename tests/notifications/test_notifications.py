@@ -92,7 +92,13 @@ async def test_follows_are_replaced_read_back_and_cleared(
     assert [n["name"] for n in follows["implicit"]["narrators"]] == [f"Voice {tag}"]
     assert (await client.get(FOLLOWS, headers=bearer(uploader))).json() == follows
 
-    for bad in ({"authors": [followed, 999_999_999]}, {"genres": ["no-such-genre"]}, {"series": [""]}, {"colour": []}):
+    for bad in (
+        {"authors": [followed, 999_999_999]},
+        {"genres": ["no-such-genre"]},
+        {"series": [""]},
+        {"colour": []},
+        {"authors": [10**30]},
+    ):
         refused = await client.put(FOLLOWS, headers=bearer(uploader), json=bad)
         assert refused.status_code == 422, bad
     assert (

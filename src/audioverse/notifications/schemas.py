@@ -8,9 +8,10 @@ import msgspec
 
 from audioverse.catalog.schemas import GenreRef, PersonRef
 from audioverse.notifications.models import ReleaseAlerts
-from audioverse.types import Text
+from audioverse.types import BodyId, Text
 
 MAX_FOLLOWS_PER_KIND = 500
+FEW = msgspec.Meta(max_length=MAX_FOLLOWS_PER_KIND)
 SeriesName = Annotated[Text, msgspec.Meta(min_length=1, max_length=255)]
 Slug = Annotated[Text, msgspec.Meta(min_length=1, max_length=100)]
 Day = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -21,8 +22,8 @@ Mailing = Literal["releases", "digest"]
 class FollowsWrite(msgspec.Struct, forbid_unknown_fields=True):
     """Everything the caller follows explicitly; a list left out is emptied (PUT replaces the whole set)."""
 
-    authors: Annotated[list[int], msgspec.Meta(max_length=MAX_FOLLOWS_PER_KIND)] = msgspec.field(default_factory=list)
-    narrators: Annotated[list[int], msgspec.Meta(max_length=MAX_FOLLOWS_PER_KIND)] = msgspec.field(default_factory=list)
+    authors: Annotated[list[BodyId], FEW] = msgspec.field(default_factory=list)
+    narrators: Annotated[list[BodyId], FEW] = msgspec.field(default_factory=list)
     series: Annotated[list[SeriesName], msgspec.Meta(max_length=MAX_FOLLOWS_PER_KIND)] = msgspec.field(
         default_factory=list
     )
