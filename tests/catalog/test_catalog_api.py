@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -367,3 +368,24 @@ async def test_a_rolled_back_write_leaves_no_outbox_row(settings: Settings) -> N
         await session.rollback()
         assert await session.scalar(newer) == 0
     await database.get_engine().dispose()
+
+
+async def test_every_new_database_config_writes_outbox_rows_after_older_ones_are_collected(settings: Settings) -> None:
+    """Processes open and drop configs (tests, commands); a new one must never be taken for an older, hooked one.
+
+    SQLAlchemy's listener registry is keyed by ``id()``: a collected config's factory leaves its entry, and
+    a new factory at the same address read as hooked. Its books never reached search (1 in 20 here).
+    """
+    written: list[int] = []
+    for attempt in range(25):
+        database = sqlalchemy_config(settings)
+        install_catalog_outbox(database)
+        async with database.get_session() as session:
+            before = await session.scalar(select(func.coalesce(func.max(CatalogOutbox.id), 0)))
+            session.add(AudiobookFactory.build(title=f"Config {attempt}"))
+            await session.commit()
+            written.append(await session.scalar(select(func.count()).where(CatalogOutbox.id > before)) or 0)
+        await database.get_engine().dispose()
+        del database, session
+        gc.collect()  # the old factory goes, and its address may be the next one's
+    assert all(written), written

@@ -8,12 +8,13 @@ database that may write the catalog (the app, the worker, the seed command) call
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from sqlalchemy import event, insert, inspect
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.orm import Session, UOWTransaction, sessionmaker
 
 from audioverse.catalog.models import (
     Audiobook,
@@ -31,6 +32,14 @@ from audioverse.response_cache import STALE_KEY
 
 Change = tuple[OutboxEntity, int, OutboxOperation]
 DRAIN_TASK = "search.drain"
+
+_INSTALLED: weakref.WeakSet[sessionmaker[Any]] = weakref.WeakSet()
+"""Session factories whose flushes write outbox rows.
+
+Not ``event.contains``: SQLAlchemy keys its listener registry by ``id()``, and a factory collected
+without its listeners removed leaves its entry behind. A new factory at the same address then reads
+as hooked and never is: its books never reached the index (1 of 20 in a CI run).
+"""
 
 
 def _people_recounted(book: Audiobook, *, whole: bool) -> set[Change]:
@@ -98,11 +107,13 @@ def install_catalog_outbox(database: SQLAlchemyAsyncConfig) -> Callable[[], None
     Installing it again on the same database changes nothing (one flush writes its rows once).
     """
     factory = session_factory(database)
-    if not event.contains(factory, "after_flush", record_catalog_changes):
+    if factory not in _INSTALLED:
         event.listen(factory, "after_flush", record_catalog_changes)
+        _INSTALLED.add(factory)
 
     def uninstall() -> None:
-        if event.contains(factory, "after_flush", record_catalog_changes):
+        if factory in _INSTALLED:
             event.remove(factory, "after_flush", record_catalog_changes)
+            _INSTALLED.discard(factory)
 
     return uninstall
