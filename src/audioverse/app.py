@@ -10,10 +10,10 @@ from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, get
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
 from litestar.response import Redirect
 from litestar.stores.base import Store
@@ -28,6 +28,7 @@ from audioverse import __version__
 from audioverse.accounts.auth import build_jwt_auth
 from audioverse.accounts.controllers import AdminUsersController, AuthController, ProfileController
 from audioverse.allow import list_every_allowed_method
+from audioverse.api_docs import CONTENT_SECURITY_POLICY, LocalSwaggerRenderPlugin
 from audioverse.bodies import StrictJSONRequest
 from audioverse.body_timeout import BodyIdleTimeoutMiddleware
 from audioverse.catalog.controllers import (
@@ -318,6 +319,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             **PAGE_DEPENDENCY,
         },
         request_class=StrictJSONRequest,
+        response_headers=[ResponseHeader(name="Content-Security-Policy", value=CONTENT_SECURITY_POLICY)],
         request_max_body_size=settings.max_body_bytes,
         cors_config=CORSConfig(allow_origins=settings.cors_allow_origins) if settings.cors_allow_origins else None,
         openapi_config=OpenAPIConfig(
@@ -325,7 +327,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version=__version__,
             description="Audiobook streaming: catalog, search, listening, reviews, recommendations.",
             path=OPENAPI_PATH,
-            render_plugins=[SwaggerRenderPlugin(path="/swagger"), JsonRenderPlugin()],
+            render_plugins=[LocalSwaggerRenderPlugin(path="/swagger"), JsonRenderPlugin()],
         ),
         debug=settings.debug,
     )

@@ -12,23 +12,10 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.audio_fixtures import ffmpeg
-from tests.services import service_missing
+from tests.browser import CHROMIUM_FLAGS, chromium_executable
 from tests.serving import AUDIOVERSE, audioverse_run
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 
 @pytest.fixture
@@ -46,8 +33,7 @@ def service(tmp_path: Path) -> Iterator[str]:
 
 
 def test_chromium_plays_and_seeks_the_stream(service: str, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        service_missing(f"Chromium not installed at {CHROMIUM} (Debian package chromium)")
+    chromium = chromium_executable()
     audio = tmp_path / "long.mp3"
     # Long and dense enough (10 min, ~9 MB) that the browser cannot have buffered the seek target.
     ffmpeg(
@@ -77,7 +63,7 @@ def test_chromium_plays_and_seeks_the_stream(service: str, tmp_path: Path) -> No
     stream_url = service + playback["stream_url"]
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page()
             seen: list[tuple[str | None, int]] = []
