@@ -316,6 +316,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "search_store": Provide(lambda: search_store, sync_to_thread=False, use_cache=True),
             "zero_result_tally": Provide(lambda: zero_result_tally, sync_to_thread=False, use_cache=True),
             "secret_key": Provide(lambda: secret_key, sync_to_thread=False, use_cache=True),
+            "redis": Provide(lambda: redis, sync_to_thread=False, use_cache=True),
             **PAGE_DEPENDENCY,
         },
         request_class=StrictJSONRequest,

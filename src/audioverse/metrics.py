@@ -67,8 +67,10 @@ def may_scrape(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
         raise Forbidden("Metrics are answered on this machine only, unless AUDIOVERSE_METRICS_TOKEN is set.")
 
 
-async def refresh_gauges(session: AsyncSession, store: Store, task_queue: TaskQueue, settings: Settings) -> None:
-    """Read what the gauges show, now."""
+async def refresh_gauges(
+    session: AsyncSession, store: Store, task_queue: TaskQueue, settings: Settings, redis: Redis | None
+) -> None:
+    """Read what the gauges show, now; ``redis`` is the app's client (the broker's queue), None without Redis."""
     pending = await pending_changes(session)
     OUTBOX_PENDING.set(pending.changes)
     OUTBOX_LAG.set(pending.lag_seconds)
@@ -78,12 +80,8 @@ async def refresh_gauges(session: AsyncSession, store: Store, task_queue: TaskQu
     version = await RecommendationCache(store).version()
     generated_at = version.generated_at if version else None
     MODEL_AGE.set((datetime.now(UTC) - generated_at).total_seconds() if generated_at else float("nan"))
-    if settings.redis_url:
-        redis = Redis.from_url(settings.redis_url)
-        try:
-            QUEUE_DEPTH.set(await redis.llen(settings.task_queue_name))
-        finally:
-            await redis.aclose()
+    if redis is not None:
+        QUEUE_DEPTH.set(await redis.llen(settings.task_queue_name))
     for name, task in task_queue.broker.get_all_tasks().items():
         if "schedule" not in task.labels:
             continue
@@ -115,6 +113,7 @@ class MetricsController(Controller):
         search_store: NamedDependency[Store],
         task_queue: NamedDependency[TaskQueue],
         settings: NamedDependency[Settings],
+        redis: NamedDependency[Redis | None],
     ) -> Response[bytes]:
-        await refresh_gauges(db_session, search_store, task_queue, settings)
+        await refresh_gauges(db_session, search_store, task_queue, settings, redis)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
