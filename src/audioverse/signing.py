@@ -6,6 +6,7 @@ import hashlib
 import os
 import secrets
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
 import jwt
@@ -29,7 +30,9 @@ def resolve_secret_key(settings: Settings) -> str:
     return _persisted_key(settings.data_dir / "secret_key")
 
 
+@cache
 def _persisted_key(path: Path) -> str:
+    """Read once per process: the digest signs a link in every mail, and each read was a blocking file read."""
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
