@@ -54,11 +54,14 @@ async def test_ready_names_an_unreachable_database(tmp_path: Path) -> None:
         readiness_timeout_seconds=10.0,
     )
     body = await _ready_problem(settings)
-    assert body["detail"] == "database: unreachable (ConnectionRefusedError)"
+    # The database is named first, with why. The other probes are not this test's claim: once, in a full
+    # suite run on a loaded 2-core machine, the local storage probe's file writes took over 10 s.
+    assert isinstance(body["detail"], str)
+    assert body["detail"].startswith("database: unreachable (ConnectionRefusedError)")
     checks = body["checks"]
     assert isinstance(checks, dict)
-    assert checks["storage"] == "ok"
-    assert checks["database"] != "ok"
+    assert checks["database"] == "unreachable (ConnectionRefusedError)"
+    assert checks.keys() == {"database", "storage", "search"}
 
 
 async def test_ready_names_an_unreachable_broker_and_storage(tmp_path: Path) -> None:
