@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -49,6 +49,9 @@ class AudiobookDocument(msgspec.Struct, frozen=True, kw_only=True):
     play_count: int = 0
     created_at: datetime
     cover_url: str | None = None
+    listing: dict[str, Any] | None = None
+    """What a hit shows of the book (the service's list form, as JSON builtins), stored and handed back
+    with each hit as it is: never searched, filtered or sorted. A page answered from it reads nothing else."""
 
     @property
     def release_day(self) -> int | None:

@@ -15,6 +15,7 @@ from typing import IO, Any, TypeVar
 
 import anyio
 import anyio.to_thread
+import msgspec
 import tantivy
 from rapidfuzz.distance import OSA
 from rapidfuzz.process import extract_iter
@@ -95,6 +96,8 @@ CURRENT_POINTER = "CURRENT"
 DIRECTORY_LOCK = "LOCK"
 GENERATION_PREFIX = "generation-"
 MIN_WRITER_HEAP_BYTES = 15_000_000
+SCHEMA_MISMATCH = "schema does not match"
+"""What tantivy says when an index on disk has other fields than the schema it is opened with."""
 
 
 def catalog_analyzer() -> tantivy.TextAnalyzer:
@@ -120,6 +123,7 @@ def audiobook_schema() -> tantivy.Schema:
         builder.add_integer_field(field, indexed=True, fast=True)
     for field in ("duration_seconds", "average_rating"):
         builder.add_float_field(field, indexed=True, fast=True)
+    builder.add_bytes_field("listing", stored=True)
     return builder.build()
 
 
@@ -169,6 +173,8 @@ def audiobook_fields(book: AudiobookDocument) -> tantivy.Document:
     document.add_integer("created_at_us", book.created_at_microseconds)
     if book.release_day is not None:
         document.add_integer("release_day", book.release_day)
+    if book.listing is not None:
+        document.add_bytes("listing", msgspec.json.encode(book.listing))
     return document
 
 
@@ -552,7 +558,18 @@ class EmbeddedSearchEngine:
         for path in self._generation_paths():
             if path != live_path:
                 shutil.rmtree(path, ignore_errors=True)
-        return _Generation(live_path, self._writer_heap_bytes)
+        try:
+            return _Generation(live_path, self._writer_heap_bytes)
+        except ValueError as exc:
+            if SCHEMA_MISMATCH not in str(exc):
+                raise
+        # Written by a version with other fields: unreadable now. Start empty rather than fail every search;
+        # the app rebuilds an empty index from the database when it starts (a reindex does it too).
+        fresh_path = self._next_generation_path()
+        fresh_path.mkdir()
+        self._point_current_at(fresh_path)
+        shutil.rmtree(live_path, ignore_errors=True)
+        return _Generation(fresh_path, self._writer_heap_bytes)
 
     def _lock_directory(self) -> None:
         """Hold the directory for this engine: a second writer, or its clean-up, would corrupt the index."""
@@ -631,7 +648,10 @@ class EmbeddedSearchEngine:
             addresses = self._break_ties(searcher, result.hits)[offset:]
         documents = [searcher.doc(address) for address in addresses]
         highlighter = _Highlighter(searcher, tokens, documents)
-        hits = [SearchHit(id=document["id"][0], highlights=highlighter.highlights(document)) for document in documents]
+        hits = [
+            SearchHit(id=document["id"][0], highlights=highlighter.highlights(document), listing=_listing(document))
+            for document in documents
+        ]
         facets = self._facets(searcher, restricted, query.facets) if query.facets else {}
         elapsed_ms = round((time.perf_counter() - started) * 1000)
         total: int = result.count  # type: ignore[attr-defined]  # the stub leaves out what search(count=True) sets
@@ -689,6 +709,14 @@ class EmbeddedSearchEngine:
             authors=found["author"],
             narrators=found["narrator"],
         )
+
+
+def _listing(document: tantivy.Document) -> dict[str, Any] | None:
+    stored: bytes | None = document.get_first("listing")
+    if stored is None:
+        return None
+    listing: dict[str, Any] = msgspec.json.decode(stored)
+    return listing
 
 
 class _Highlighter:

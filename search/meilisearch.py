@@ -319,7 +319,7 @@ class MeilisearchEngine:
                     filter=filter_expressions(query.filters) or None,
                     sort=sort_expressions(query),
                     facets=[FACET_ATTRIBUTES[name] for name in sorted(query.facets)] or None,
-                    attributes_to_retrieve=["id"],
+                    attributes_to_retrieve=["id", "listing"],
                     attributes_to_highlight=HIGHLIGHTED_ATTRIBUTES,
                     attributes_to_crop=["description"],
                     crop_length=DESCRIPTION_CROP_WORDS,
@@ -333,7 +333,11 @@ class MeilisearchEngine:
         distribution = results.facet_distribution or {}
         return SearchResult(
             hits=[
-                SearchHit(id=int(hit["id"]), highlights=highlights_from(hit.get("_formatted", {})))
+                SearchHit(
+                    id=int(hit["id"]),
+                    highlights=highlights_from(hit.get("_formatted", {})),
+                    listing=hit.get("listing"),
+                )
                 for hit in results.hits[skip:]
             ],
             total=results.total_hits or 0,

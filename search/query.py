@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Sequence
 from datetime import date
-from typing import Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import msgspec
 
@@ -178,10 +178,11 @@ class Highlights(msgspec.Struct, frozen=True):
 
 
 class SearchHit(msgspec.Struct, frozen=True):
-    """A matching audiobook: its id (the service loads the rest) and its highlights."""
+    """A matching audiobook: its id, its highlights, and the ``listing`` its document was given (None if none)."""
 
     id: int
     highlights: Highlights
+    listing: dict[str, Any] | None = None
 
 
 class SearchResult(msgspec.Struct, frozen=True):

@@ -37,7 +37,7 @@ from audioverse.catalog.controllers import (
     GenreController,
     NarratorController,
 )
-from audioverse.catalog.indexing import build_search_engine, search_store_for
+from audioverse.catalog.indexing import build_search_engine, rebuild_an_empty_index, search_store_for
 from audioverse.catalog.outbox import install_catalog_outbox
 from audioverse.catalog.search_controllers import SearchAdminController, SearchController
 from audioverse.catalog.seed import DemoSeeder
@@ -114,8 +114,12 @@ async def seed_if_empty(database: SQLAlchemyAsyncConfig, storage: Storage, books
             logger.info("demo catalog ready", books=books)
 
 
-async def configure_search(search: SearchEngine, database: SQLAlchemyAsyncConfig) -> SearchEngineError | None:
+async def configure_search(
+    search: SearchEngine, database: SQLAlchemyAsyncConfig, search_store: Store
+) -> SearchEngineError | None:
     """Create the indexes, apply the settings kept in code and the synonyms curated in the database.
+
+    An index that holds no book while the catalog has some is rebuilt (:func:`rebuild_an_empty_index`).
 
     The engine's refusal is returned, not raised: searches answer 503 and /api/ready names the engine
     until it is back, while the rest of the service works. A database that cannot be read leaves the
@@ -136,6 +140,7 @@ async def configure_search(search: SearchEngine, database: SQLAlchemyAsyncConfig
         await search.set_synonyms(synonyms.sets)
     except SearchEngineError as exc:
         return exc
+    await rebuild_an_empty_index(search, database, search_store)
     return None
 
 
@@ -213,7 +218,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await migrate_to_head(database)
         if settings.seed_demo_on_startup:
             await seed_if_empty(database, storage, settings.demo_books)
-        unconfigured = await configure_search(search, database)
+        unconfigured = await configure_search(search, database, search_store)
         await broker.startup()
         checks = await readiness.run()
         if unconfigured is not None and checks.get("search") == "ok":

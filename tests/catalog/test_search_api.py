@@ -11,20 +11,27 @@ import msgspec
 import pytest
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from litestar import Litestar
+from litestar.stores.memory import MemoryStore
 from litestar.testing import AsyncTestClient
 
 from audioverse.app import create_app
 from audioverse.catalog.indexing import (
     REINDEX_LEASE_KEY,
     ReindexStatus,
+    audiobook_documents,
     pending_changes,
+    read_status,
+    rebuild_an_empty_index,
     search_store_for,
     write_status,
 )
 from audioverse.catalog.models import CatalogOutbox, OutboxEntity, OutboxOperation
 from audioverse.config import Settings
+from search.embedded import EmbeddedSearchEngine
 from tests.accounts.test_auth_flow import bearer
 from tests.catalog.fixtures import MakeBook, Tokens
+from tests.catalog.test_catalog_api import counted_statements
+from tests.search.catalog import CATALOG
 from tests.services import free_port
 
 Client = AsyncTestClient[Litestar]
@@ -255,3 +262,62 @@ async def test_the_status_reports_no_lag_once_the_index_has_every_change(client:
         while (status := await search_status(client, curator))["pending_changes"]:  # noqa: ASYNC110 - polling the drain
             await anyio.sleep(0.1)
     assert status["sync_lag_seconds"] == 0
+
+
+async def test_a_page_is_answered_from_the_index_with_no_database_read_and_each_item_is_the_list_form(
+    client: Client, app: Litestar, make_book: MakeBook, tag: str
+) -> None:
+    book_ids = {await make_book(title=f"Listed {n} {tag}", authors=(f"Lister {tag}",)) for n in range(3)}
+    await wait_for(client, lambda b: set(ids(b)) == book_ids, q=f"Listed {tag}")
+    with counted_statements(app) as statements:
+        page = await search(client, q=f"Listed {tag}", limit=3)
+    assert statements == []
+    listed = {
+        book["id"]: book for book in (await client.get("/api/audiobooks/", params={"limit": 100})).json()["items"]
+    }
+    for item in page["items"]:
+        highlights = item.pop("highlights")
+        assert "<mark>" in highlights["title"]
+        assert item == listed[item["id"]]
+
+
+async def test_a_document_indexed_without_its_listing_is_answered_from_the_database(
+    client: Client, app: Litestar, make_book: MakeBook, tag: str
+) -> None:
+    book_id = await make_book(title=f"Unlisted {tag}")
+    await wait_for(client, lambda b: ids(b) == [book_id], q=f"Unlisted {tag}")
+
+    async def index_it_without_its_listing() -> None:
+        # As an index written before documents carried their listing holds it. On the app's loop, which
+        # its database and engine clients belong to.
+        async with app.state.database.get_session() as session:
+            (document,) = await audiobook_documents(session, [book_id])
+        await app.state.search.upsert([msgspec.structs.replace(document, listing=None)])
+
+    client.blocking_portal.call(index_it_without_its_listing)
+    with counted_statements(app) as statements:
+        page = await search(client, q=f"Unlisted {tag}", limit=5)  # a new address: not a cached answer
+    assert statements  # read from the database
+    (item,) = page["items"]
+    item.pop("highlights")
+    assert item == (await client.get("/api/audiobooks/", params={"limit": 100})).json()["items"][0]
+
+
+async def test_an_empty_index_over_a_catalog_with_books_is_rebuilt_at_start(
+    database: SQLAlchemyAsyncConfig, make_book: MakeBook, tmp_path: Path
+) -> None:
+    store = MemoryStore()
+    engine = EmbeddedSearchEngine(tmp_path / "index")  # as a new engine, or one that opened empty
+    try:
+        assert await rebuild_an_empty_index(engine, database, store) is None  # no book: nothing to rebuild
+        await make_book(title="Lost with its disk")
+        job_id = await rebuild_an_empty_index(engine, database, store)
+        assert job_id is not None
+        assert (await read_status(store)).job_id == job_id
+        # Started once: a second process starting beside it finds the reindex running.
+        assert await rebuild_an_empty_index(engine, database, store) is None
+        await engine.upsert(CATALOG[:1])
+        await write_status(store, ReindexStatus())
+        assert await rebuild_an_empty_index(engine, database, store) is None  # not empty: left alone
+    finally:
+        await engine.close()

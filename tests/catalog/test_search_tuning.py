@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
+from litestar.stores.memory import MemoryStore
 
 from audioverse.app import configure_search
 from audioverse.catalog import services
@@ -116,7 +117,7 @@ async def test_a_restarted_engine_gets_the_saved_synonyms_from_the_database(
     # The embedded engine keeps synonyms in memory: what a start does is all a new process has.
     engine = EmbeddedSearchEngine(tmp_path)
     try:
-        assert await configure_search(engine, database) is None
+        assert await configure_search(engine, database, MemoryStore()) is None
         await engine.upsert([book_document("Zorbleflux")])
         assert [hit.id for hit in (await engine.search(SearchQuery(text="snarkwidget"))).hits] == [1]
     finally:

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import tantivy
 
 from search import SearchEngineError, SearchEngineUnavailable, SearchQuery
 from search.embedded import CURRENT_POINTER, EmbeddedSearchEngine, words_matching
@@ -113,3 +114,25 @@ async def test_an_offset_far_past_the_end_reads_an_empty_page(tmp_path: Path, so
         assert result.total == len(CATALOG)
     finally:
         await engine.close()
+
+
+async def test_an_index_written_with_other_fields_opens_empty_and_takes_writes(tmp_path: Path) -> None:
+    engine = EmbeddedSearchEngine(tmp_path)
+    await engine.upsert(CATALOG)
+    await engine.close()
+    # As a version whose documents had other fields left it: tantivy refuses to open it with today's schema.
+    live = tmp_path / (tmp_path / CURRENT_POINTER).read_text().strip() / "audiobooks"
+    shutil.rmtree(live)
+    live.mkdir()
+    older = tantivy.SchemaBuilder()
+    older.add_integer_field("id", stored=True, indexed=True)
+    tantivy.Index(older.build(), str(live))
+
+    reopened = EmbeddedSearchEngine(tmp_path)
+    try:
+        assert await reopened.count() == 0  # empty, for the app to rebuild, rather than every search failing
+        await reopened.upsert(CATALOG)
+        assert await reopened.count() == len(CATALOG)
+        assert (await reopened.search(SearchQuery(text="dracula"))).hits
+    finally:
+        await reopened.close()

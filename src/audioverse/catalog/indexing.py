@@ -30,7 +30,7 @@ from audioverse.catalog.models import (
     cover_url,
 )
 from audioverse.catalog.schemas import ReindexProgress, SearchStatus
-from audioverse.catalog.services import AudiobookService, book_links, engine_errors_as_503
+from audioverse.catalog.services import CARD_COLUMNS, AudiobookService, book_card, book_links, engine_errors_as_503
 from audioverse.config import Settings
 from audioverse.db import take_turns
 from audioverse.errors import Conflict
@@ -80,33 +80,15 @@ def search_store_for(settings: Settings) -> Store:
     return MemoryStore()
 
 
-_DOCUMENT_COLUMNS = [
-    Audiobook.id,
-    Audiobook.title,
-    Audiobook.subtitle,
-    Audiobook.description,
-    Audiobook.series,
-    Audiobook.series_position,
-    Audiobook.language,
-    Audiobook.duration_seconds,
-    Audiobook.release_date,
-    Audiobook.average_rating,
-    Audiobook.total_ratings,
-    Audiobook.play_count,
-    Audiobook.created_at,
-    Audiobook.cover_key,
-]
-
-
 async def audiobook_documents(session: AsyncSession, ids: Iterable[int]) -> list[AudiobookDocument]:
     """Documents for the books that exist among ``ids``, from plain rows in two statements."""
-    rows = (await session.execute(select(*_DOCUMENT_COLUMNS).where(Audiobook.id.in_(list(ids))))).all()
+    rows = (await session.execute(select(*CARD_COLUMNS).where(Audiobook.id.in_(list(ids))))).all()
     return _documents(rows, await book_links(session, [row.id for row in rows]))
 
 
 async def audiobook_documents_after(session: AsyncSession, last_id: int, limit: int) -> list[AudiobookDocument]:
     """The documents of the ``limit`` books after id ``last_id``, in id order: a reindex batch, read as a range."""
-    statement = select(*_DOCUMENT_COLUMNS).where(Audiobook.id > last_id).order_by(Audiobook.id).limit(limit)
+    statement = select(*CARD_COLUMNS).where(Audiobook.id > last_id).order_by(Audiobook.id).limit(limit)
     rows = (await session.execute(statement)).all()
     if not rows:
         return []
@@ -123,6 +105,8 @@ def _documents(rows: Sequence[Any], links: dict[int, dict[str, list[dict[str, An
             "average_rating": float(row.average_rating),
             "cover_url": cover_url(row.id, row.cover_key),
             **links[row.id],
+            # A search answers its page from this: the book's list form, read with its document.
+            "listing": msgspec.to_builtins(book_card(row, links[row.id])),
         }
         for row in rows
     ]
@@ -314,6 +298,26 @@ async def start_reindex(store: Store, session: AsyncSession) -> str:
         raise
     assert status.job_id is not None  # noqa: S101 - claim_reindex always sets it
     return status.job_id
+
+
+async def rebuild_an_empty_index(engine: SearchEngine, database: SQLAlchemyAsyncConfig, store: Store) -> str | None:
+    """Start a reindex when the index holds no book but the catalog does; the job's id, or None.
+
+    A new engine, an index lost with its disk, or one written by an older version with other fields
+    (the embedded engine then starts empty) would otherwise find nothing until a curator reindexed.
+    """
+    try:
+        if await engine.count() > 0:
+            return None
+    except SearchEngineError:
+        return None  # the engine is down: /api/ready says so, and the drains catch up when it is back
+    async with database.get_session() as session:
+        if await session.scalar(select(Audiobook.id).limit(1)) is None:
+            return None
+        try:
+            return await start_reindex(store, session)
+        except Conflict:
+            return None  # another process is rebuilding it
 
 
 async def reindex(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     CompoundSelect,
+    Row,
     Select,
     String,
     bindparam,
@@ -149,7 +150,7 @@ _LINKS = (
     ("narrators", audiobook_narrator, audiobook_narrator.c.narrator_id, Narrator, null().cast(String)),
     ("genres", audiobook_genre, audiobook_genre.c.genre_id, Genre, Genre.slug),
 )
-_CARD_COLUMNS = [
+CARD_COLUMNS = [
     column
     for column in Audiobook.__table__.columns
     if column.key in {field.name for field in msgspec.structs.fields(AudiobookRead)} | {"cover_key", "uploaded_by_id"}
@@ -174,7 +175,7 @@ def _links_statement(dialect: str, *, by_range: bool) -> CompoundSelect[Any]:
 
 @cache
 def _cards_statement(dialect: str) -> Select[Any]:
-    return select(*_CARD_COLUMNS).where(one_of(Audiobook.id, "ids", dialect))
+    return select(*CARD_COLUMNS).where(one_of(Audiobook.id, "ids", dialect))
 
 
 async def book_links(
@@ -204,16 +205,21 @@ async def book_cards(session: AsyncSession, ids: Sequence[int]) -> dict[int, Aud
     """
     if not ids:
         return {}
-    cards: dict[int, dict[str, Any]] = {}
-    for row in await session.execute(_cards_statement(session.get_bind().dialect.name), {"ids": list(ids)}):
-        card = dict(row._mapping)
-        card["cover_url"] = cover_url(card["id"], card.pop("cover_key"))
-        card["uploaded_by"] = card.pop("uploaded_by_id")
-        card["average_rating"] = float(card["average_rating"])
-        cards[card["id"]] = card
-    for book_id, links in (await book_links(session, cards)).items():
-        cards[book_id].update(links)
-    return {book_id: msgspec.convert(card, AudiobookRead) for book_id, card in cards.items()}
+    rows = {
+        row.id: row
+        for row in await session.execute(_cards_statement(session.get_bind().dialect.name), {"ids": list(ids)})
+    }
+    links = await book_links(session, rows)
+    return {book_id: book_card(row, links[book_id]) for book_id, row in rows.items()}
+
+
+def book_card(row: Row[Any], links: dict[str, list[dict[str, Any]]]) -> AudiobookRead:
+    """The list form of a book from its :data:`CARD_COLUMNS` row and its links (:func:`book_links`)."""
+    card = dict(row._mapping)
+    card["cover_url"] = cover_url(card["id"], card.pop("cover_key"))
+    card["uploaded_by"] = card.pop("uploaded_by_id")
+    card["average_rating"] = float(card["average_rating"])
+    return msgspec.convert(card | links, AudiobookRead)
 
 
 @contextmanager
@@ -475,12 +481,17 @@ class AudiobookService(SQLAlchemyAsyncRepositoryService[Audiobook]):
         zero_results.note(query, result.total)
         if due := zero_results.take(only_if_due=True):
             await ZeroResultService(session=self.repository.session).add(due)
-        books = await book_cards(self.repository.session, [hit.id for hit in result.hits])
+        # Each hit's list form comes with it from the index; only a document indexed before listings were
+        # (an index not rebuilt since) sends its book to the database.
+        unlisted = [hit.id for hit in result.hits if hit.listing is None]
+        books = await book_cards(self.repository.session, unlisted) if unlisted else {}
         items = [
-            SearchItem(**msgspec.structs.asdict(books[hit.id]), highlights=hit.highlights)
+            msgspec.convert(hit.listing | {"highlights": hit.highlights}, SearchItem)
+            if hit.listing is not None
+            else SearchItem(**msgspec.structs.asdict(books[hit.id]), highlights=hit.highlights)
             for hit in result.hits
             # A book deleted a moment ago may still be in the index until the outbox drains.
-            if hit.id in books
+            if hit.listing is not None or hit.id in books
         ]
         # The engine's total, facets and timing as they are; its hits as the books, in the query's window.
         answer = msgspec.structs.asdict(result) | {"items": items, "limit": query.limit, "offset": query.offset}
