@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
 from audioverse.jobs import Job, TaskQueue, build_broker, defer
+from audioverse.logs import _console_renderer
 from tests.services import (
     REDIS_URL,
     TEST_HASHING,
@@ -186,3 +188,16 @@ async def test_a_failing_task_in_the_worker_logs_one_json_line_with_its_request_
     assert failure["request_id"] == "req-failing-1"
     assert failure["exception"].startswith("Traceback (most recent call last):")
     assert any(line.get("request_id") == "req-failing-1" and "email.send" in line["event"] for line in lines)
+
+
+def test_console_tracebacks_leave_out_each_frames_locals() -> None:
+    def fail_holding(secret_token: str, ids: list[int]) -> None:
+        raise ValueError("the failure itself")
+
+    try:
+        fail_holding("-".join(["a", "local", "secret"]), list(range(100_000)))  # not in the source a traceback shows
+    except ValueError:
+        rendered = str(_console_renderer(io.StringIO())(None, "error", {"event": "boom", "exc_info": sys.exc_info()}))
+    assert "the failure itself" in rendered
+    assert "a-local-secret" not in rendered  # locals stay out: they hold secrets, and ids by the 100,000
+    assert len(rendered.splitlines()) < 100

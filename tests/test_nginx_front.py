@@ -25,14 +25,13 @@ import pytest
 import trustme
 
 from audioverse.config import Settings
-from tests.listening.nginx import NGINX_BINARY
+from tests.listening.nginx import start_nginx
 from tests.services import (
     MeilisearchServer,
     free_port,
     fresh_postgres_database,
     fresh_redis_namespace,
     production_settings,
-    service_missing,
     settings_environment,
     stop_process,
 )
@@ -47,25 +46,6 @@ APP_AUTH_LIMIT = 5
 """Failed logins per address the API allows in its window; nginx lets more through (its burst is 10)."""
 NGINX_START_SECONDS = 30
 NGINX_AUTH_LIMIT_DETAIL = "Too many requests to /api/auth/ from this address; wait a moment."
-
-MAIN_CONFIG = """
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {prefix}/error.log warn;
-pid {prefix}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    default_type application/octet-stream;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    include {prefix}/audioverse.conf;
-}}
-"""
 
 
 def render_template(values: dict[str, str]) -> str:
@@ -135,8 +115,6 @@ async def front_settings(
 
 @pytest.fixture(scope="module")
 def front(front_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
-    if not NGINX_BINARY.exists():
-        service_missing(f"nginx is not installed at {NGINX_BINARY} (apt-get install nginx-light)")
     root = tmp_path_factory.mktemp("front-processes")
     environment = settings_environment(front_settings)
     subprocess.run(
@@ -187,12 +165,7 @@ def front(front_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
                 }
             )
         )
-        (prefix / "nginx.conf").write_text(MAIN_CONFIG.format(prefix=prefix))
-        nginx = subprocess.Popen(
-            [str(NGINX_BINARY), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        nginx = start_nginx(prefix, "    default_type application/octet-stream;\n    include audioverse.conf;")
         stack.callback(stop_process, nginx, 10)
         tls = ssl.create_default_context()
         ca.configure_trust(tls)

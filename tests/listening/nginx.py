@@ -17,13 +17,13 @@ from tests.services import free_port, service_missing, stop_process
 NGINX_BINARY = Path("/usr/sbin/nginx")
 START_TIMEOUT_SECONDS = 15.0
 
-CONFIG_TEMPLATE = """
+MAIN_TEMPLATE = """
 daemon off;
 master_process off;
 worker_processes 1;
 error_log {prefix}/error.log warn;
 pid {prefix}/nginx.pid;
-events {{ worker_connections 64; }}
+events {{ worker_connections 256; }}
 http {{
     access_log off;
     client_body_temp_path {prefix}/body;
@@ -31,6 +31,11 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
+{http}
+}}
+"""
+
+STATIC_SITE = """
     default_type {content_type};
     types {{ }}
     server {{
@@ -39,8 +44,19 @@ http {{
         max_ranges {max_ranges};
         if_modified_since {if_modified_since};
     }}
-}}
 """
+
+
+def start_nginx(prefix: Path, http: str) -> subprocess.Popen[bytes]:
+    """nginx in the foreground as one process, everything under ``prefix``; ``http`` is its http block's own lines."""
+    if not NGINX_BINARY.exists():
+        service_missing(f"nginx is not installed at {NGINX_BINARY} (apt-get install nginx-light)")
+    prefix.mkdir(parents=True, exist_ok=True)
+    config = prefix / "nginx.conf"
+    config.write_text(MAIN_TEMPLATE.format(prefix=prefix, http=http))
+    # -e keeps nginx from opening the system error log before it has read the config.
+    command = [str(NGINX_BINARY), "-p", str(prefix), "-c", str(config), "-e", str(prefix / "error.log")]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @dataclass
@@ -77,25 +93,16 @@ def run_nginx(
     max_ranges: int = 1000,
     if_modified_since: str = "before",
 ) -> Iterator[NginxServer]:
-    """nginx in the foreground as one process with a private prefix; stopped and cleaned up afterwards."""
-    if not NGINX_BINARY.exists():
-        service_missing(f"nginx is not installed at {NGINX_BINARY} (apt-get install nginx-light)")
-    prefix.mkdir(parents=True, exist_ok=True)
+    """nginx serving ``root`` as static files on a free port; stopped and cleaned up afterwards."""
     port = free_port()
-    config = prefix / "nginx.conf"
-    config.write_text(
-        CONFIG_TEMPLATE.format(
-            prefix=prefix,
-            port=port,
-            root=root,
-            content_type=content_type,
-            max_ranges=max_ranges,
-            if_modified_since=if_modified_since,
-        )
+    site = STATIC_SITE.format(
+        port=port,
+        root=root,
+        content_type=content_type,
+        max_ranges=max_ranges,
+        if_modified_since=if_modified_since,
     )
-    # -e keeps nginx from opening the system error log before it has read the config.
-    command = [str(NGINX_BINARY), "-p", str(prefix), "-c", str(config), "-e", str(prefix / "error.log")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_nginx(prefix, site)
     server = NginxServer(url=f"http://127.0.0.1:{port}", process=process, prefix=prefix)
     try:
         _wait_until_serving(server)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from audioverse.accounts.models import User
 from audioverse.catalog.models import Audiobook, Author
@@ -228,3 +228,19 @@ async def test_the_digest_and_the_daily_summary_come_at_the_listeners_own_hour_o
     mine: list[Message] = [m for m in mailbox.to(address) if "Confirm" not in m["Subject"]]
     assert sorted(m["Subject"] for m in mine) == sorted([digest["Subject"], summary["Subject"]])
     assert [m for m in mailbox.to(await email_of(settings, not_yet)) if "Confirm" not in m["Subject"]] == []
+
+
+async def test_alerts_and_summaries_run_after_a_bulk_import_larger_than_a_statements_parameters(
+    client: Client, settings: Settings, curator: Tokens
+) -> None:
+    # Both databases refuse more than 32,766 bound parameters; a seed or an import makes every book recent.
+    books = [
+        {"title": f"Imported {n}", "duration_seconds": 60.0, "language": "en", "format": "mp3",
+         "mime_type": "audio/mpeg", "size_bytes": 1, "audio_key": f"imported/{n}.mp3"}
+        for n in range(33_000)
+    ]  # fmt: skip
+    async with database_for(settings) as database, database.get_session() as session:
+        await session.execute(insert(Audiobook), books)
+        await session.commit()
+    await run_job_now(client, curator, RELEASES)
+    await run_job_now(client, curator, SUMMARIES)

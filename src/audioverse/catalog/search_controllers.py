@@ -51,7 +51,9 @@ class SearchController(Controller):
         "of the words rank first; a word that matches nothing lowers no book's rank instead of emptying the "
         "result; of equal matches the shortest title comes first. Filters as on the list. `facets` is a "
         "comma list of genres, languages, authors, narrators, duration; author and narrator facet values are "
-        "ids. Each item carries `highlights` with matched words in `<mark>`. Curators' synonym sets apply "
+        "ids. Each item is the list form as the search index holds it (an edit shows here once indexed, within "
+        "seconds; `play_count` as of the book's last indexing) and carries `highlights` with matched words in "
+        "`<mark>`. Curators' synonym sets apply "
         "(`/api/admin/search/synonyms/`); a first page of text without filters that finds nothing is counted, "
         "without who sent it, in `/api/admin/search/zero-results/`.",
         opt=PUBLIC,

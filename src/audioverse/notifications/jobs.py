@@ -156,14 +156,17 @@ def _with_links(settings: Settings, books: list[dict[str, Any]]) -> list[dict[st
     return [book | {"link": _link(settings, f"/api/audiobooks/{book['id']}/")} for book in books]
 
 
+ALERT_BATCH = 1000
+"""(listener, book) pairs whose listeners and books are read in one statement each."""
+
+
 async def send_release_alerts(resources: Resources) -> int:
     """Alert listeners with instant alerts of each recent book by something they follow; returns mails decided."""
     since = datetime.now(UTC) - RELEASE_LOOKBACK
     decided = 0
     async with resources.database.get_session() as session:
-        recent = list(await session.scalars(select(Audiobook.id).where(Audiobook.created_at >= since)))
-        if not recent:
-            return 0
+        # A SELECT, not a list: a bulk import makes every book recent at once (100,000 after a seed).
+        recent = select(Audiobook.id).where(Audiobook.created_at >= since)
         pairs = followers_of(recent).subquery("followers")
         rows = await session.execute(
             select(pairs.c.user_id, pairs.c.audiobook_id)
@@ -179,25 +182,26 @@ async def send_release_alerts(resources: Resources) -> int:
             .order_by(pairs.c.user_id, pairs.c.audiobook_id)
         )
         wanted = list(rows)
-        users = {
-            row[0]: _listener(row)
-            for row in await session.execute(_listeners().where(User.id.in_({user for user, _ in wanted})))
-        }
-        books = await _books(session, sorted({book for _, book in wanted}))
-        for user_id, book_id in wanted:
-            if await _decide(session, user_id, "release", str(book_id)):
-                book = _with_links(resources.settings, [books[book_id]])[0]
-                await _send(
-                    session,
-                    resources.settings,
-                    users[user_id],
-                    "release_alert",
-                    f"New: {book['title']}",
-                    "releases",
-                    book=book,
-                )
-                decided += 1
+        for start in range(0, len(wanted), ALERT_BATCH):
+            decided += await _alert(session, resources.settings, wanted[start : start + ALERT_BATCH])
         await session.commit()
+    return decided
+
+
+async def _alert(session: AsyncSession, settings: Settings, pairs: Sequence[Any]) -> int:
+    """Decide and defer the alert of each (listener, book) pair; returns how many were new."""
+    decided = 0
+    users = {
+        row[0]: _listener(row) for row in await session.execute(_listeners().where(User.id.in_({u for u, _ in pairs})))
+    }
+    books = await _books(session, sorted({book for _, book in pairs}))
+    for user_id, book_id in pairs:
+        if await _decide(session, user_id, "release", str(book_id)):
+            book = _with_links(settings, [books[book_id]])[0]
+            await _send(
+                session, settings, users[user_id], "release_alert", f"New: {book['title']}", "releases", book=book
+            )
+            decided += 1
     return decided
 
 
@@ -277,17 +281,15 @@ async def _summaries(
     daily = [listener.id for listener, _ in due if listener.new_releases is ReleaseAlerts.DAILY]
     released: dict[int, list[int]] = {}
     if daily:
-        recent = list(
-            await session.scalars(select(Audiobook.id).where(Audiobook.created_at >= now - timedelta(days=1)))
-        )
-        if recent:
-            pairs = followers_of(recent).subquery("followers")
-            for user_id, book_id in await session.execute(
-                select(pairs.c.user_id, pairs.c.audiobook_id)
-                .where(pairs.c.user_id.in_(daily))
-                .order_by(pairs.c.audiobook_id)
-            ):
-                released.setdefault(user_id, []).append(book_id)
+        # A SELECT, not a list of the day's books: after a bulk import that is every book (see release alerts).
+        recent = select(Audiobook.id).where(Audiobook.created_at >= now - timedelta(days=1))
+        pairs = followers_of(recent).subquery("followers")
+        for user_id, book_id in await session.execute(
+            select(pairs.c.user_id, pairs.c.audiobook_id)
+            .where(pairs.c.user_id.in_(daily))
+            .order_by(pairs.c.audiobook_id)
+        ):
+            released.setdefault(user_id, []).append(book_id)
     weekly = [
         (listener, local)
         for listener, local in due

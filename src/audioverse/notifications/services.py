@@ -9,7 +9,7 @@ from typing import Any
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import String, cast, delete, func, insert, select, union
+from sqlalchemy import Select, String, cast, delete, func, insert, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.catalog.models import (
@@ -67,8 +67,11 @@ def series_key(name: str) -> str:
     return " ".join(name.lower().split())
 
 
-def followers_of(book_ids: Sequence[int]) -> Any:
+def followers_of(book_ids: Sequence[int] | Select[Any]) -> Any:
     """(user_id, audiobook_id) for every listener who follows one of ``book_ids``, explicitly or through their books.
+
+    ``book_ids`` may be a SELECT of ids: a list is bound one parameter an id, and both databases refuse
+    a statement with more than 32,766 of them.
 
     Explicit: an author, narrator or genre (by id) or a series (by name) of the book. Implicit: a book
     in their library or finished shares an author, narrator or series with it.
