@@ -15,6 +15,7 @@ from litestar.stores.memory import MemoryStore
 from litestar.testing import AsyncTestClient
 
 from audioverse.app import create_app
+from audioverse.catalog import indexing
 from audioverse.catalog.indexing import (
     REINDEX_LEASE_KEY,
     ReindexStatus,
@@ -321,3 +322,14 @@ async def test_an_empty_index_over_a_catalog_with_books_is_rebuilt_at_start(
         assert await rebuild_an_empty_index(engine, database, store) is None  # not empty: left alone
     finally:
         await engine.close()
+
+
+async def test_documents_are_read_in_chunks_and_all_come_back(
+    database: SQLAlchemyAsyncConfig, make_book: MakeBook, tag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book_ids = [await make_book(title=f"Chunked {n} {tag}", authors=(f"Prolific {tag}",)) for n in range(5)]
+    monkeypatch.setattr(indexing, "DOCUMENT_CHUNK", 2)  # as an author's 40,000 books against 5,000 a chunk
+    async with database.get_session() as session:
+        documents = await indexing.audiobook_documents(session, [*book_ids, 10**9])  # one that does not exist
+    assert sorted(document.id for document in documents) == book_ids
+    assert all(document.authors[0].name == f"Prolific {tag}" for document in documents)
