@@ -312,7 +312,7 @@ async def start_reindex(store: Store, session: AsyncSession) -> str:
 
 
 async def rebuild_an_empty_index(engine: SearchEngine, database: SQLAlchemyAsyncConfig, store: Store) -> str | None:
-    """Start a reindex when the index holds no book but the catalog does; the job's id, or None.
+    """Start a reindex when the index holds no book and the catalog has books the outbox will not bring.
 
     A new engine, an index lost with its disk, or one written by an older version with other fields
     (the embedded engine then starts empty) would otherwise find nothing until a curator reindexed.
@@ -323,7 +323,17 @@ async def rebuild_an_empty_index(engine: SearchEngine, database: SQLAlchemyAsync
     except SearchEngineError:
         return None  # the engine is down: /api/ready says so, and the drains catch up when it is back
     async with database.get_session() as session:
-        if await session.scalar(select(Audiobook.id).limit(1)) is None:
+        books = await session.scalar(select(func.count()).select_from(Audiobook)) or 0
+        # Books still waiting in the outbox are the drain's (a first start that seeded the catalog):
+        # a reindex beside it would only load them twice.
+        waiting = await session.scalar(
+            select(func.count(CatalogOutbox.entity_id.distinct())).where(
+                CatalogOutbox.processed_at.is_(None),
+                CatalogOutbox.entity == OutboxEntity.AUDIOBOOK,
+                CatalogOutbox.operation == OutboxOperation.UPSERT,
+            )
+        )
+        if books <= (waiting or 0):
             return None
         try:
             return await start_reindex(store, session)
