@@ -305,6 +305,26 @@ async def test_a_document_indexed_without_its_listing_is_answered_from_the_datab
     assert item == (await client.get("/api/audiobooks/", params={"limit": 100})).json()["items"][0]
 
 
+async def test_a_listing_an_older_version_wrote_is_answered_from_the_database(
+    client: Client, app: Litestar, make_book: MakeBook, tag: str
+) -> None:
+    book_id = await make_book(title=f"Outdated {tag}")
+    await wait_for(client, lambda b: ids(b) == [book_id], q=f"Outdated {tag}")
+
+    async def index_it_with_an_outdated_listing() -> None:
+        # As a version whose list form lacked fields the current one requires wrote it.
+        async with app.state.database.get_session() as session:
+            (document,) = await audiobook_documents(session, [book_id])
+        outdated = {"id": book_id, "title": f"Outdated {tag}"}
+        await app.state.search.upsert([msgspec.structs.replace(document, listing=outdated)])
+
+    client.blocking_portal.call(index_it_with_an_outdated_listing)
+    page = await search(client, q=f"Outdated {tag}", limit=7)  # a new address: not a cached answer
+    (item,) = page["items"]
+    item.pop("highlights")
+    assert item == (await client.get("/api/audiobooks/", params={"limit": 100})).json()["items"][0]
+
+
 async def test_an_empty_index_over_a_catalog_with_books_is_rebuilt_at_start(
     database: SQLAlchemyAsyncConfig, make_book: MakeBook, tmp_path: Path
 ) -> None:

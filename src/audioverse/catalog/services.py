@@ -7,7 +7,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, ClassVar, Literal, TypeVar, cast
@@ -481,17 +481,20 @@ class AudiobookService(SQLAlchemyAsyncRepositoryService[Audiobook]):
         zero_results.note(query, result.total)
         if due := zero_results.take(only_if_due=True):
             await ZeroResultService(session=self.repository.session).add(due)
-        # Each hit's list form comes with it from the index; only a document indexed before listings were
-        # (an index not rebuilt since) sends its book to the database.
-        unlisted = [hit.id for hit in result.hits if hit.listing is None]
+        # Each hit's list form comes with it from the index. A hit without one, or with one an older version
+        # wrote (a list form since changed), is read from the database, until a reindex writes them anew.
+        listed: dict[int, SearchItem] = {}
+        for hit in result.hits:
+            if hit.listing is not None:
+                with suppress(msgspec.ValidationError):
+                    listed[hit.id] = msgspec.convert(hit.listing | {"highlights": hit.highlights}, SearchItem)
+        unlisted = [hit.id for hit in result.hits if hit.id not in listed]
         books = await book_cards(self.repository.session, unlisted) if unlisted else {}
         items = [
-            msgspec.convert(hit.listing | {"highlights": hit.highlights}, SearchItem)
-            if hit.listing is not None
-            else SearchItem(**msgspec.structs.asdict(books[hit.id]), highlights=hit.highlights)
+            listed.get(hit.id) or SearchItem(**msgspec.structs.asdict(books[hit.id]), highlights=hit.highlights)
             for hit in result.hits
-            # A book deleted a moment ago may still be in the index until the outbox drains.
-            if hit.listing is not None or hit.id in books
+            # Read from the database, a book deleted a moment ago is left out until the outbox drains.
+            if hit.id in listed or hit.id in books
         ]
         # The engine's total, facets and timing as they are; its hits as the books, in the query's window.
         answer = msgspec.structs.asdict(result) | {"items": items, "limit": query.limit, "offset": query.offset}
