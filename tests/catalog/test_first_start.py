@@ -6,8 +6,12 @@ import time
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
+from litestar.testing import AsyncTestClient
 
+from audioverse.app import create_app
+from tests.services import MeilisearchServer, fresh_postgres_database, fresh_redis_namespace, production_settings
 from tests.serving import audioverse_run
 
 pytestmark = pytest.mark.slow
@@ -28,3 +32,21 @@ def test_the_demo_catalog_is_searchable_right_after_the_first_start(tmp_path: Pa
                 break
             assert time.monotonic() < deadline, f"not searchable {FIRST_SEARCH_SECONDS} s after start: {server.log()}"
             time.sleep(0.2)
+
+
+async def test_a_production_first_start_answers_its_first_search_from_the_seed_with_no_worker_running(
+    tmp_path: Path, meilisearch: MeilisearchServer
+) -> None:
+    # With no worker, nothing but the app itself can have indexed the seed before its first answer.
+    async with fresh_postgres_database() as database_url, fresh_redis_namespace() as namespace:
+        settings = msgspec.structs.replace(
+            production_settings(tmp_path, database_url=database_url, namespace=namespace, meilisearch=meilisearch),
+            seed_demo_on_startup=True,
+            demo_books=4,
+        )
+        async with AsyncTestClient(app=create_app(settings)) as client:
+            books = (await client.get("/api/audiobooks/", params={"sort": "title"})).json()["items"]
+            assert len(books) == 4
+            for book in books:
+                found = (await client.get("/api/audiobooks/search/", params={"q": book["title"]})).json()
+                assert book["id"] in [item["id"] for item in found["items"]], book["title"]
