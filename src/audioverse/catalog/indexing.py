@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from anyio.abc import TaskGroup
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audioverse.catalog.models import (
@@ -28,18 +29,27 @@ from audioverse.catalog.models import (
     audiobook_author,
     audiobook_narrator,
     cover_url,
+    search_node_applied,
 )
-from audioverse.catalog.schemas import ReindexProgress, SearchStatus
-from audioverse.catalog.services import CARD_COLUMNS, AudiobookService, book_card, book_links, engine_errors_as_503
+from audioverse.catalog.schemas import ReindexProgress, SearchNodeStatus, SearchStatus
+from audioverse.catalog.services import (
+    CARD_COLUMNS,
+    AudiobookService,
+    SynonymService,
+    book_card,
+    book_links,
+    engine_errors_as_503,
+)
 from audioverse.config import Settings
 from audioverse.db import take_turns
 from audioverse.errors import Conflict
 from audioverse.jobs import defer
 from audioverse.response_cache import bump_content_version
-from search import SearchEngine, SearchEngineError
+from search import SearchEngine, SearchEngineError, SearchEngineUnavailable
 from search.documents import AudiobookDocument, PersonDocument, PersonKind
 from search.embedded import EmbeddedSearchEngine
 from search.meilisearch import MeilisearchEngine
+from search.replicas import ReplicatedSearchEngine
 
 SEARCH_STORE_NAMESPACE = "search"
 REINDEX_TASK = "search.reindex"
@@ -70,7 +80,11 @@ PEOPLE: dict[OutboxEntity, tuple[PersonKind, type[Author] | type[Narrator]]] = {
 def build_search_engine(settings: Settings) -> SearchEngine:
     """The engine the settings name: Meilisearch in production, tantivy in-process by default."""
     if settings.search_backend == "meilisearch":
-        return MeilisearchEngine(settings.meilisearch_url, settings.meilisearch_api_key, index=settings.search_index)
+        urls = settings.meilisearch_urls or [settings.meilisearch_url]
+        nodes = [
+            (url, MeilisearchEngine(url, settings.meilisearch_api_key, index=settings.search_index)) for url in urls
+        ]
+        return nodes[0][1] if len(nodes) == 1 else ReplicatedSearchEngine(nodes)
     return EmbeddedSearchEngine(settings.resolved_search_dir)
 
 
@@ -147,10 +161,14 @@ class Changes:
     def __init__(self, rows: Iterable[CatalogOutbox]) -> None:
         self.books: dict[int, OutboxOperation] = {}
         self.people: dict[OutboxEntity, dict[int, OutboxOperation]] = {entity: {} for entity in PEOPLE}
+        self.synonyms = False
         for row in rows:
             self.add(row)
 
     def add(self, row: CatalogOutbox) -> None:
+        if row.entity == OutboxEntity.SYNONYMS:
+            self.synonyms = True
+            return
         target = self.books if row.entity == OutboxEntity.AUDIOBOOK else self.people[row.entity]
         if row.operation == OutboxOperation.RECOUNT and target.get(row.entity_id) == OutboxOperation.UPSERT:
             return  # the pending upsert refreshes the count too
@@ -180,6 +198,8 @@ async def _apply(session: AsyncSession, engine: SearchEngine, changes: Changes) 
         writes.append(engine.delete_people(kind, sorted(gone)))
     documents = await audiobook_documents(session, book_upserts)
     deleted = changes.ids(changes.books, OutboxOperation.DELETE) | (book_upserts - {d.id for d in documents})
+    if changes.synonyms:
+        writes.append(engine.set_synonyms((await SynonymService(session=session).current()).sets))
     # One write per kind of change: each is an engine task whose latency the kick waits for.
     writes += [engine.upsert_people(people_upserts), engine.upsert(documents), engine.delete(sorted(deleted))]
     # Each write touches different documents, so their order does not matter; waiting for each engine
@@ -204,38 +224,120 @@ async def task_group_raising_first_failure() -> AsyncIterator[TaskGroup]:
 
 
 async def drain_outbox(database: SQLAlchemyAsyncConfig, engine: SearchEngine, batch_size: int) -> int:
-    """Apply pending outbox rows to the engine; rows are marked done only after the engine confirms.
+    """Apply pending outbox rows to the engine (to each node of a replicated one); how many were applied.
 
-    Drains take turns, whatever process runs them: each batch holds a turn (:func:`take_turns`) from
-    reading its rows and documents to committing them. Two drains at once would each write the documents
-    they read, in whichever order their engine writes land, so a book edited between the two reads could
-    stay indexed as it was before the edit. An engine failure rolls the batch back, leaving its rows for
-    the next attempt.
+    Rows are marked done only after the engine confirms. Drains take turns, whatever process runs them:
+    each batch holds a turn (:func:`take_turns`) from reading its rows and documents to committing them.
+    Two drains at once would each write the documents they read, in whichever order their engine writes
+    land, so a book edited between the two reads could stay indexed as it was before the edit. An engine
+    failure rolls the batch back, leaving its rows for the next attempt.
+
+    Several nodes (:class:`ReplicatedSearchEngine`) each drain on their own, with a turn and a cursor of
+    their own (``search_node_applied``): a node that is down keeps its rows while the others go on, and
+    catches up from them when it is back. A row is processed once every node has taken it in. The first
+    node's failure is raised after the others drained, so the job is retried for it.
     """
+    if not isinstance(engine, ReplicatedSearchEngine):
+        return await _drain_into(database, engine, batch_size)
+    names = [node.name for node in engine.nodes]
+    drained = 0
+    failure: SearchEngineError | None = None
+    for node in engine.nodes:
+        try:
+            if not node.prepared:
+                await _prepare(database, node.engine)
+                node.prepared = True
+            drained += await _drain_into(database, node.engine, batch_size, node=node.name)
+        except SearchEngineUnavailable as exc:
+            engine.failed(node)
+            failure = failure or exc
+        else:
+            engine.answered(node)
+    await _settle(database, names)
+    if failure is not None:
+        raise failure
+    return drained
+
+
+async def _prepare(database: SQLAlchemyAsyncConfig, engine: SearchEngine) -> None:
+    """Settings and synonyms onto a node before its first change: it may have been down at start, or new."""
+    await engine.configure()
+    async with database.get_session() as session:
+        synonyms = await SynonymService(session=session).current()
+    await engine.set_synonyms(synonyms.sets)
+
+
+async def _drain_into(
+    database: SQLAlchemyAsyncConfig, engine: SearchEngine, batch_size: int, *, node: str | None = None
+) -> int:
+    """Apply pending rows to one engine; with ``node``, the rows that node has not taken in, recorded as taken."""
     drained = 0
     while True:
         async with database.get_session() as session:
-            await take_turns(session, DRAIN_LOCK_ID)
-            rows = (
-                await session.scalars(
-                    select(CatalogOutbox)
-                    .where(CatalogOutbox.processed_at.is_(None))
-                    .order_by(CatalogOutbox.id)
-                    .limit(batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            pending = select(CatalogOutbox).where(CatalogOutbox.processed_at.is_(None))
+            if node is None:
+                await take_turns(session, DRAIN_LOCK_ID)
+                pending = pending.with_for_update(skip_locked=True)
+            else:
+                # Turns per node: nodes drain side by side, each in its own order.
+                await take_turns(session, node_drain_lock_id(node))
+                pending = pending.where(not_taken_in_by(node))
+            rows = (await session.scalars(pending.order_by(CatalogOutbox.id).limit(batch_size))).all()
             if not rows:
                 return drained
             await _apply(session, engine, Changes(rows))
-            await session.execute(
-                update(CatalogOutbox)
-                .where(CatalogOutbox.id.in_([row.id for row in rows]))
-                .values(processed_at=datetime.now(UTC))
-                .execution_options(synchronize_session=False)
-            )
+            if node is None:
+                await session.execute(
+                    update(CatalogOutbox)
+                    .where(CatalogOutbox.id.in_([row.id for row in rows]))
+                    .values(processed_at=datetime.now(UTC))
+                    .execution_options(synchronize_session=False)
+                )
+            else:
+                await session.execute(
+                    insert(search_node_applied), [{"outbox_id": row.id, "node": node} for row in rows]
+                )
             await session.commit()
             drained += len(rows)
+
+
+def not_taken_in_by(node: str) -> ColumnElement[bool]:
+    """Outbox rows with no record that ``node`` took them in: beside ``processed_at IS NULL``, its cursor."""
+    taken = select(search_node_applied.c.outbox_id).where(
+        search_node_applied.c.outbox_id == CatalogOutbox.id, search_node_applied.c.node == node
+    )
+    return ~taken.exists()
+
+
+def node_drain_lock_id(node: str) -> int:
+    """The turn of one node's drains: the drain's lock id in the high half, the node's name in the low."""
+    return (DRAIN_LOCK_ID << 32) | zlib.crc32(node.encode())
+
+
+async def _settle(database: SQLAlchemyAsyncConfig, nodes: Sequence[str]) -> None:
+    """Mark processed the rows every node has taken in, and forget the nodes' records of them.
+
+    Run after the nodes' drains commit, not inside them: two nodes' drains committing at once would each
+    miss the other's record, while the later drain's settle sees both.
+    """
+    everywhere = (
+        select(search_node_applied.c.outbox_id)
+        .where(search_node_applied.c.node.in_(nodes))
+        .group_by(search_node_applied.c.outbox_id)
+        .having(func.count() == len(nodes))
+    )
+    async with database.get_session() as session:
+        await session.execute(
+            update(CatalogOutbox)
+            .where(CatalogOutbox.processed_at.is_(None), CatalogOutbox.id.in_(everywhere))
+            .values(processed_at=datetime.now(UTC))
+            .execution_options(synchronize_session=False)
+        )
+        processed = select(CatalogOutbox.id).where(
+            CatalogOutbox.id == search_node_applied.c.outbox_id, CatalogOutbox.processed_at.is_not(None)
+        )
+        await session.execute(delete(search_node_applied).where(processed.exists()))
+        await session.commit()
 
 
 async def _reapply_since(database: SQLAlchemyAsyncConfig, engine: SearchEngine, watermark: int) -> None:
@@ -441,4 +543,24 @@ async def index_status(engine: SearchEngine, store: Store, session: AsyncSession
         sync_lag_seconds=pending.lag_seconds,
         last_synced_at=pending.last_synced_at,
         reindex=msgspec.convert(job, ReindexProgress, from_attributes=True),
+        nodes=await node_statuses(engine, session),
     )
+
+
+async def node_statuses(engine: SearchEngine, session: AsyncSession) -> list[SearchNodeStatus]:
+    """Each node of a replicated engine: does it answer, how many changes has it yet to take in."""
+    if not isinstance(engine, ReplicatedSearchEngine):
+        return []
+    statuses = []
+    for node in engine.nodes:
+        try:
+            await node.engine.health()
+        except SearchEngineError:
+            reachable = False
+        else:
+            reachable = True
+        pending = await session.scalar(
+            select(func.count()).where(CatalogOutbox.processed_at.is_(None), not_taken_in_by(node.name))
+        )
+        statuses.append(SearchNodeStatus(node=node.name, reachable=reachable, pending_changes=pending or 0))
+    return statuses

@@ -171,6 +171,8 @@ class OutboxEntity(enum.StrEnum):
     AUDIOBOOK = "audiobook"
     AUTHOR = "author"
     NARRATOR = "narrator"
+    # The curated synonym sets changed (entity id 0): every search node applies the saved ones.
+    SYNONYMS = "synonyms"
 
 
 class OutboxOperation(enum.StrEnum):
@@ -191,6 +193,16 @@ class CatalogOutbox(Base):
     operation: Mapped[OutboxOperation] = mapped_column(text_enum(OutboxOperation))
     processed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
+
+SEARCH_NODE_NAME_MAX_LENGTH = 255
+search_node_applied = Table(
+    "search_node_applied",
+    Base.metadata,
+    Column("outbox_id", ForeignKey("catalog_outbox.id", ondelete="CASCADE"), primary_key=True),
+    Column("node", String(SEARCH_NODE_NAME_MAX_LENGTH), primary_key=True),
+)
+"""With several search nodes, each node's own cursor: the outbox rows it has taken in. A row every node
+has taken in is marked processed and its entries here go."""
 
 SEARCH_REPORT_QUERY_MAX_LENGTH = 200
 

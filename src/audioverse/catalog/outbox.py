@@ -25,6 +25,7 @@ from audioverse.catalog.models import (
     Narrator,
     OutboxEntity,
     OutboxOperation,
+    SearchSynonyms,
 )
 from audioverse.db import session_factory
 from audioverse.jobs import defer_sync
@@ -81,6 +82,9 @@ def _changes(session: Session) -> set[Change]:
             changes.add((OutboxEntity.AUTHOR, obj.id, OutboxOperation.UPSERT))
         elif isinstance(obj, Narrator):
             changes.add((OutboxEntity.NARRATOR, obj.id, OutboxOperation.UPSERT))
+        elif isinstance(obj, SearchSynonyms):
+            # Every search node applies the saved sets, one that is down as soon as it is back.
+            changes.add((OutboxEntity.SYNONYMS, 0, OutboxOperation.UPSERT))
     return changes
 
 

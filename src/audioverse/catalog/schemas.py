@@ -156,6 +156,17 @@ class ReindexProgress(msgspec.Struct):
     error: str | None = None
 
 
+class SearchNodeStatus(msgspec.Struct):
+    """One node of several (``AUDIOVERSE_MEILISEARCH_URLS``), each fed from the outbox on its own."""
+
+    node: str
+    """The node's URL."""
+    reachable: bool
+    """Whether it answered a search just now; searches go to the other nodes while it does not."""
+    pending_changes: int
+    """Catalog changes it has yet to take in: it catches up from them when it is back."""
+
+
 class SearchStatus(msgspec.Struct):
     engine: str
     index: str
@@ -166,6 +177,8 @@ class SearchStatus(msgspec.Struct):
     """How long the oldest change not yet in the index has waited (0 when none waits)."""
     last_synced_at: datetime | None
     reindex: ReindexProgress
+    nodes: list[SearchNodeStatus] = msgspec.field(default_factory=list)
+    """With several search nodes, each one's state; empty with one engine."""
 
 
 MAX_SYNONYM_SETS = 2000
