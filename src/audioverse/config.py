@@ -56,6 +56,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     s3_secret_access_key: str | None = None
     s3_prefix: str = ""
     s3_stream_mode: Literal["redirect", "proxy"] = "redirect"
+    # A CloudFront distribution (or compatible CDN) before the bucket: stream redirects go to its signed
+    # URLs instead of S3's, signed with this key pair (the private key as a PEM file).
+    s3_cdn_url: str | None = None
+    s3_cdn_key_pair_id: str | None = None
+    s3_cdn_private_key_file: Path | None = None
     storage_local_dir: Path | None = None
     cors_allow_origins: list[str] = msgspec.field(default_factory=list)
     public_base_url: str = "http://127.0.0.1:8000"

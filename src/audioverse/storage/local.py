@@ -47,24 +47,26 @@ class LocalStorage:
     ) -> AsyncIterator[bytes]:
         path = self.path_for(key)
         try:
-            handle = await anyio.open_file(path, "rb")
+            descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise ObjectNotFound(key) from exc
-        async with handle:
-            await handle.seek(start)
-            remaining = None if end is None else end - start + 1
-            while remaining is None or remaining > 0:
-                chunk = await handle.read(chunk_size if remaining is None else min(chunk_size, remaining))
+        try:
+            position = start
+            stop = None if end is None else end + 1
+            while stop is None or position < stop:
+                wanted = chunk_size if stop is None else min(chunk_size, stop - position)
+                chunk = os.pread(descriptor, wanted, position)
                 if not chunk:
                     return
-                if remaining is not None:
-                    remaining -= len(chunk)
+                position += len(chunk)
                 yield chunk
+        finally:
+            os.close(descriptor)
 
     async def stat(self, key: str) -> ObjectInfo:
         path = self.path_for(key)
         try:
-            result = await anyio.Path(path).stat()
+            result = os.stat(path)
         except FileNotFoundError as exc:
             raise ObjectNotFound(key) from exc
         modified = datetime.fromtimestamp(result.st_mtime, tz=UTC)
