@@ -44,7 +44,13 @@ from audioverse.catalog.seed import DemoSeeder
 from audioverse.catalog.services import SynonymService, ZeroResultService, ZeroResultTally
 from audioverse.cli import AudioverseCLIPlugin
 from audioverse.config import Settings
-from audioverse.db import ensure_data_dir, litestar_sqlalchemy_config, migrate_to_head, provide_db_session
+from audioverse.db import (
+    ensure_data_dir,
+    litestar_sqlalchemy_config,
+    migrate_to_head,
+    provide_db_session,
+    replica_engines,
+)
 from audioverse.errors import problem_details_plugin
 from audioverse.health import HealthController, ReadinessProbes, database_probe, email_probe, not_ready
 from audioverse.job_admin import JobsController
@@ -187,6 +193,9 @@ def readiness_probes(
     """What ``/api/ready`` checks: every dependency this configuration uses, with its credentials."""
     readiness = ReadinessProbes(settings.readiness_timeout_seconds)
     readiness.add("database", database_probe(database.get_engine()))
+    for number, replica in enumerate(replica_engines(database), start=1):
+        # A GET reads a replica: one that is down fails those requests.
+        readiness.add(f"database_replica_{number}", database_probe(replica))
     readiness.add("storage", storage.check)
     if redis is not None:
         readiness.add("broker", redis.ping)

@@ -30,7 +30,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str | None = None
     database_echo: bool = False
     database_pool_size: int = 10
-    # PostgreSQL read replicas: read-only statements go to one of these, writes and read-your-writes to database_url.
+    # PostgreSQL read replicas: GET/HEAD requests read from one of these; writes and all else use database_url.
     database_read_replica_urls: list[str] = msgspec.field(default_factory=list)
     migrate_on_startup: bool = True
     seed_demo_on_startup: bool = True

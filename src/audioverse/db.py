@@ -12,15 +12,21 @@ import anyio
 from advanced_alchemy.alembic.commands import AlembicCommands
 from advanced_alchemy.base import BigIntAuditBase
 from advanced_alchemy.config import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
+from advanced_alchemy.config.routing import RoutingConfig
 from advanced_alchemy.extensions.litestar import EngineConfig
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig as LitestarSQLAlchemyConfig
+from advanced_alchemy.routing import RoutingAsyncSessionMaker, RoutingSyncSession, primary_context
+from advanced_alchemy.routing.selectors import RoundRobinSelector
+from litestar import Request
 from litestar.di import NamedDependency
-from sqlalchemy import BigInteger, ColumnElement, Enum, Select, any_, bindparam, event, func, select
+from sqlalchemy import BigInteger, ColumnElement, Enum, Select, any_, bindparam, event, func, make_url, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import QueryableAttribute, sessionmaker
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Mapper, QueryableAttribute, Session, sessionmaker
 
-from audioverse.config import Settings
+from audioverse.config import Settings, SettingsError
 from audioverse.errors import DomainError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -58,8 +64,105 @@ def _config_options(settings: Settings) -> dict[str, Any]:
 
 
 def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
-    """advanced-alchemy's plain config for ``settings``' database: tasks, commands, tests."""
+    """advanced-alchemy's plain config for ``settings``' database: tasks, commands, tests.
+
+    Always the primary alone, replicas or not: tasks read what they then write.
+    """
     return _with_pragmas(SQLAlchemyAsyncConfig(**_config_options(settings)), settings)
+
+
+REPLICA_READS_KEY = "audioverse.replica_reads"
+"""``session.info`` flag: the session's reads may come from a read replica, and so lag behind the primary."""
+
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+
+
+class ReplicaAwareSession(RoutingSyncSession):
+    """advanced-alchemy's routing session, routing reads only where :data:`REPLICA_READS_KEY` allows it.
+
+    Everything else (start-up work, a POST that reads what it is about to change) reads the primary.
+    Where reads are allowed the library decides: writes, ``FOR UPDATE`` and, once the transaction has
+    written, every read go to the primary (``sticky_after_write``).
+    """
+
+    def get_bind(
+        self, mapper: Mapper[Any] | type[Any] | None = None, clause: Any | None = None, **kwargs: Any
+    ) -> Engine:
+        if self.info.get(REPLICA_READS_KEY):
+            return super().get_bind(mapper, clause, **kwargs)
+        with primary_context():
+            return super().get_bind(mapper, clause, **kwargs)
+
+
+class ReplicaRoutingSessions(RoutingAsyncSessionMaker):
+    """advanced-alchemy's routing session maker, on the config's own primary engine, with a factory of its own.
+
+    The library's routing sessions are all one class: a unit-of-work hook listened for on it would run
+    for every app in the process. Ours come from one ``sessionmaker`` per config (:func:`session_factory`).
+    """
+
+    __slots__ = ("sessions", "sync_factory")
+    sessions: async_sessionmaker[AsyncSession]
+    sync_factory: sessionmaker[ReplicaAwareSession]
+
+    def __init__(self, config: SQLAlchemyAsyncConfig, routing: RoutingConfig) -> None:
+        primary = config.get_engine()
+
+        def engine(url: str, **options: Any) -> AsyncEngine:
+            # The config's engine is the primary that migrations, the readiness probe and shutdown use.
+            return primary if url == config.connection_string else create_async_engine(url, **options)
+
+        super().__init__(routing, config.engine_config_dict, config.session_config_dict, engine)
+        selectors = {
+            routing.default_group: RoundRobinSelector([primary.sync_engine]),
+            routing.read_group: RoundRobinSelector([replica.sync_engine for replica in self.replica_engines]),
+        }
+        self.sync_factory = sessionmaker(
+            class_=ReplicaAwareSession, routing_config=routing, selectors=selectors, default_engine=primary.sync_engine
+        )
+        self.sessions = async_sessionmaker(sync_session_class=self.sync_factory, **config.session_config_dict)
+
+    def __call__(self) -> AsyncSession:  # type: ignore[override]  # the library's session class fixes its sync class
+        return self.sessions()
+
+
+def replica_engines(config: SQLAlchemyAsyncConfig) -> list[AsyncEngine]:
+    """The engines of ``config``'s read replicas; none without routing."""
+    maker = config.create_session_maker()
+    return maker.replica_engines if isinstance(maker, ReplicaRoutingSessions) else []
+
+
+def _replica_routing(settings: Settings) -> RoutingConfig | None:
+    """Reads to ``settings``' replicas, writes to the primary; None when there are no replicas (one database)."""
+    replicas = settings.database_read_replica_urls
+    if not replicas:
+        return None
+    setting = "AUDIOVERSE_DATABASE_READ_REPLICA_URLS"
+    if settings.uses_sqlite:
+        raise SettingsError(f"{setting} needs a PostgreSQL AUDIOVERSE_DATABASE_URL: SQLite has no read replicas")
+    driver = make_url(settings.resolved_database_url).drivername
+    for url in replicas:
+        try:
+            replica = make_url(url)
+        except ArgumentError as exc:
+            raise SettingsError(f"{setting} holds an entry that is not a database URL: {exc}") from exc
+        if replica.drivername != driver:
+            shown = replica.render_as_string(hide_password=True)
+            raise SettingsError(f"{setting}: {shown} must use the primary's driver, {driver}")
+    return RoutingConfig(primary_connection_string=settings.resolved_database_url, read_replicas=list(replicas))
+
+
+def may_read_a_replica(request: Request[Any, Any, Any]) -> bool:
+    """A GET or HEAD whose answer goes to this client alone.
+
+    An anonymous answer the shared response cache may store is read from the primary: a write ends the
+    cached answers when it commits, and a lagging replica's answer stored just after would be served to
+    everyone for the cache's whole lifetime.
+    """
+    if request.method not in READ_ONLY_METHODS:
+        return False
+    cache_on = bool(request.route_handler.cache and request.app.response_cache_config.default_expiration)
+    return not cache_on or "authorization" in request.headers
 
 
 AFTER_COMMIT_TASKS_KEY = "audioverse.after_commit_tasks"
@@ -69,8 +172,13 @@ PLUGIN_SESSION_KEY = "db_plugin_session"
 """The plugin's own request session; handlers ask for ``db_session``, which commits before the response."""
 
 
-async def provide_db_session(db_plugin_session: NamedDependency[AsyncSession]) -> AsyncIterator[AsyncSession]:
+async def provide_db_session(
+    request: Request[Any, Any, Any], db_plugin_session: NamedDependency[AsyncSession]
+) -> AsyncIterator[AsyncSession]:
     """The request's session, committed after the handler returns and before the response is sent.
+
+    A GET or HEAD may read from a read replica (when there are any, see :func:`may_read_a_replica`);
+    every other method reads the primary, since what it reads decides what it writes.
 
     Litestar runs a dependency's cleanup step between the handler and sending: a commit that fails
     raises there and becomes the error response (an ``IntegrityError`` a 409), where advanced-alchemy's
@@ -78,6 +186,8 @@ async def provide_db_session(db_plugin_session: NamedDependency[AsyncSession]) -
     raises is not committed; the plugin's default ``before_send`` handler closes the session, which
     rolls back whatever is left, unless it is a ``DomainError(keep_writes=True)``.
     """
+    if may_read_a_replica(request):
+        db_plugin_session.info[REPLICA_READS_KEY] = True
     try:
         yield db_plugin_session
     except DomainError as exc:
@@ -95,10 +205,18 @@ async def commit_and_settle(session: AsyncSession) -> None:
 
 
 def litestar_sqlalchemy_config(settings: Settings) -> LitestarSQLAlchemyConfig:
-    """The config of the Litestar plugin (one per app: it registers request-scope keys globally)."""
-    return _with_pragmas(
-        LitestarSQLAlchemyConfig(**_config_options(settings), session_dependency_key=PLUGIN_SESSION_KEY), settings
-    )
+    """The config of the Litestar plugin (one per app: it registers request-scope keys globally).
+
+    With read replicas its sessions route by advanced-alchemy's ``routing_config`` (see :class:`ReplicaAwareSession`).
+    """
+    options = _config_options(settings)
+    routing = _replica_routing(settings)
+    if routing is None:
+        return _with_pragmas(LitestarSQLAlchemyConfig(**options, session_dependency_key=PLUGIN_SESSION_KEY), settings)
+    del options["connection_string"]  # advanced-alchemy takes the primary's from the routing config
+    config = LitestarSQLAlchemyConfig(**options, routing_config=routing, session_dependency_key=PLUGIN_SESSION_KEY)
+    config.session_maker = ReplicaRoutingSessions(config, routing)
+    return config
 
 
 def session_factory(config: SQLAlchemyAsyncConfig) -> sessionmaker[Any]:
@@ -108,6 +226,8 @@ def session_factory(config: SQLAlchemyAsyncConfig) -> sessionmaker[Any]:
     app's (or a command's) sessions.
     """
     maker = config.create_session_maker()
+    if isinstance(maker, ReplicaRoutingSessions):
+        return maker.sync_factory
     factory = maker.kw.get("sync_session_class") if isinstance(maker, async_sessionmaker) else None
     if not isinstance(factory, sessionmaker):
         raise TypeError(f"{type(config).__name__} builds no per-config session factory to listen on")
@@ -151,12 +271,21 @@ def upsert_into(session: AsyncSession, model: type[Any]) -> postgresql.Insert | 
     return insert(model)
 
 
+def read_from_primary(session: AsyncSession | Session) -> None:
+    """Send the rest of ``session``'s work to the primary: what it locks or reads next decides a write.
+
+    A session's bare ``connection()`` names no statement, so replica routing cannot tell it will write.
+    """
+    session.info.pop(REPLICA_READS_KEY, None)
+
+
 async def take_turns(session: AsyncSession, lock_id: int) -> None:
     """Wait until no other transaction holds turn ``lock_id``, then hold it until ``session``'s transaction ends.
 
     PostgreSQL: a transaction-scoped advisory lock, which serializes across processes. SQLite: the
     database's single write lock, taken now (see :func:`_write_lock_now`).
     """
+    read_from_primary(session)
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         await connection.execute(select(func.pg_advisory_xact_lock(lock_id)))
@@ -170,6 +299,7 @@ async def lock_for_update(session: AsyncSession, rows: Select[Any]) -> None:
     PostgreSQL locks the rows (``FOR NO KEY UPDATE``: inserting a row that refers to them still goes
     ahead). SQLite has no row locks: the transaction takes the database's write lock now.
     """
+    read_from_primary(session)
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         await connection.execute(rows.with_for_update(key_share=True))
