@@ -72,15 +72,20 @@ STOP_SECONDS = 30
 
 
 @contextmanager
-def running_service(data_dir: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``audioverse run`` (embedded profile unless settings say otherwise) on a free port, once it is ready."""
+def running_service(
+    data_dir: Path, *run_options: str, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``audioverse run [run_options]`` (embedded profile unless settings say otherwise) on a free port, once ready."""
     port = free_port()
     environment = audioverse_environment(data_dir, **settings)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "service.log"
     with log_path.open("wb") as service_log:
         process = subprocess.Popen(
-            [AUDIOVERSE, "run", "--port", str(port)], env=environment, stdout=service_log, stderr=subprocess.STDOUT
+            [AUDIOVERSE, "run", "--port", str(port), *run_options],
+            env=environment,
+            stdout=service_log,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -41,10 +41,32 @@ from search import SearchEngineError
 APP_PATH = "audioverse.app:create_app"
 
 
+def with_default(arguments: list[str], option: str, value: str) -> list[str]:
+    """``arguments`` with ``option value`` added unless they give ``option`` already."""
+    if any(argument.split("=", 1)[0] == option for argument in arguments):
+        return arguments
+    return [*arguments, option, value]
+
+
+WORKER_GRACE_SECONDS = "20"
+"""How long a worker told to stop (SIGTERM, SIGINT) lets its running tasks finish (Taskiq waits forever by default).
+
+A task still running then is abandoned and its job sent again by the sweep (:class:`audioverse.jobs.AbandonedTasks`).
+With Taskiq's 5 s for the broker's shutdown the worker is gone within Kubernetes' default 30 s; compose gives it 30 s.
+"""
+
+
+def worker_arguments(extra: list[str]) -> WorkerArgs:
+    """``taskiq worker``'s arguments for our broker: ``extra`` from the command line, and our grace by default."""
+    return WorkerArgs.from_cli(
+        ["tasks.worker:broker", *with_default(extra, "--wait-tasks-timeout", WORKER_GRACE_SECONDS)]
+    )
+
+
 @click.command(name="worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def worker_command(ctx: click.Context) -> None:
     """Run Taskiq workers for the production profile (extra arguments go to ``taskiq worker``)."""
-    raise SystemExit(run_worker(WorkerArgs.from_cli(["tasks.worker:broker", *ctx.args])))
+    raise SystemExit(run_worker(worker_arguments(list(ctx.args))))
 
 
 # Delayed retries are due to the second; the scheduler reads its sources this often (Taskiq's default is a minute).
@@ -54,9 +76,7 @@ SCHEDULE_UPDATE_SECONDS = "5"
 @click.command(name="scheduler", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def scheduler_command(ctx: click.Context) -> None:
     """Run the Taskiq scheduler that sends periodic jobs and delayed retries (one per deployment)."""
-    extra = list(ctx.args)
-    if not any(arg.startswith("--update-interval") for arg in extra):
-        extra += ["--update-interval", SCHEDULE_UPDATE_SECONDS]
+    extra = with_default(list(ctx.args), "--update-interval", SCHEDULE_UPDATE_SECONDS)
     asyncio.run(run_scheduler(SchedulerArgs.from_cli(["tasks.scheduler:scheduler", *extra])))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from taskiq.serializers import JSONSerializer
 from taskiq_redis import ListQueueBroker, ListRedisScheduleSource, RedisAsyncResultBackend
 
 from audioverse.config import Settings
-from audioverse.db import Base, session_factory
+from audioverse.db import Base, read_from_primary, session_factory
 from audioverse.logs import RequestIdTaskMiddleware, current_request_id
 
 RUN_JOB_TASK = "jobs.run"
@@ -89,6 +90,38 @@ class JobRunRecorder(TaskiqMiddleware):
             structlog.get_logger(__name__).warning("job run not recorded", task=message.task_name, error=repr(exc))
 
 
+class AbandonedTasks(TaskiqMiddleware):
+    """Ends a worker process at its shutdown, logging which tasks it abandons, when some outlived the grace.
+
+    A worker told to stop waits ``--wait-tasks-timeout`` seconds for its running tasks, then shuts its
+    broker down while any task still running goes on. The process would then wait for whatever thread
+    such a task is blocked in (an SMTP conversation, say), and a side effect it completed there could
+    never be recorded. Ending the process at once closes the task's connections: its job's row lock
+    goes with them, the row stays due, and the sweep sends it to another worker, as after a kill, but
+    at the grace's end and with the jobs named in the log.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running: dict[str, TaskiqMessage] = {}
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        self.running[message.task_id] = message
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        self.running.pop(message.task_id, None)
+
+    def shutdown(self) -> None:
+        if not self.running or not self.broker.is_worker_process:
+            return
+        structlog.get_logger(__name__).warning(
+            "tasks abandoned at shutdown: still running after the grace; their jobs stay due for the sweep",
+            tasks=[{"task": message.task_name, "args": message.args} for message in self.running.values()],
+        )
+        os._exit(1)
+
+
 def build_broker(settings: Settings) -> AsyncBroker:
     """In-process broker for the embedded profile, a Redis list queue for production.
 
@@ -118,7 +151,7 @@ def build_broker(settings: Settings) -> AsyncBroker:
         settings.redis_url, queue_name=settings.task_queue_name, socket_timeout=None, socket_keepalive=True
     )
     return broker.with_result_backend(result_backend).with_middlewares(
-        RequestIdTaskMiddleware(), retries, JobRunRecorder()
+        RequestIdTaskMiddleware(), retries, JobRunRecorder(), AbandonedTasks()
     )
 
 
@@ -227,6 +260,7 @@ def defer_sync(session: Session, task_name: str, *args: Any, **kwargs: Any) -> N
         "run_after": datetime.now(UTC),
         "request_id": current_request_id(),
     }
+    read_from_primary(session)  # the job row is a write: never a replica's connection
     connection = session.connection()  # begins the transaction, so the state below is keyed by it
     deferred = _deferred(session)
     request = (msgspec.json.encode([task_name, args, kwargs], order="sorted"), session.get_nested_transaction())

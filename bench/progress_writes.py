@@ -1,0 +1,200 @@
+"""Progress upserts per second and their latency, many listeners at once, on the production profile.
+
+A throwaway PostgreSQL database seeded with ``audioverse seed --books N`` (demo books), Redis for the
+broker, stores and rate limits (keys under a namespace of this run, deleted at the end) and a real
+Meilisearch (``audioverse run`` refuses several processes with the embedded index). The service runs
+as production does, ``audioverse run --web-concurrency 2``; no worker, since saving progress sends no
+task. ``--listeners`` accounts are registered and logged in, each listening to one of the books.
+Then ``--concurrency`` writers in this process (one ``httpx.AsyncClient``, kept-alive connections)
+send, for ``--seconds`` after ``--warmup`` seconds, ``PUT /api/progress/{book}/`` for the listeners in
+turn, each a few seconds further into the book from the listener's one device, as players do.
+Writes upserts/s, p50/p95/p99 latency and the count of answers other than 200 to
+``bench/results/progress_writes.json``.
+
+``uv run python -m bench.progress_writes`` (about 2 minutes); ``--seconds 5 --output /tmp/p.json`` to try it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import secrets
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import AUDIOVERSE, audioverse_environment, fresh_postgres_database, running_service
+from bench.recommendations_api import percentiles
+from bench.response_cache import REDIS_URL, SEED_TIMEOUT_SECONDS, drop_keys
+from tests.services import run_meilisearch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STEP_SECONDS = 5.0
+"""How far a listener gets between two saves: players save every few seconds."""
+# Short of the book's last 30 s, which would mark it finished on every lap.
+END_MARGIN_SECONDS = 40.0
+GOAL_UPSERTS_PER_SECOND = 1500
+GOAL_P99_MS = 50
+
+
+@dataclass
+class Listener:
+    headers: dict[str, str]
+    book_id: int
+    laps_at: float
+    """Where the position starts again from 0 (short of the book's end)."""
+    device: str
+    position: float = 0.0
+
+    def next_update(self) -> dict[str, Any]:
+        self.position = (self.position + STEP_SECONDS) % self.laps_at
+        return {
+            "position_seconds": self.position,
+            "client_updated_at": datetime.now(UTC).isoformat(),
+            "device_id": self.device,
+        }
+
+
+async def sign_up(http: httpx.AsyncClient, number: int, book: dict[str, Any], run: str) -> Listener:
+    username, password = f"listener{number}x{run}", f"progress benchmark {run} {number}"
+    registered = await http.post(
+        "/api/auth/register/",
+        json={"email": f"{username}@bench.local", "username": username, "password": password},
+    )
+    registered.raise_for_status()
+    login = await http.post("/api/auth/login/", json={"username_or_email": username, "password": password})
+    login.raise_for_status()
+    return Listener(
+        headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+        book_id=book["id"],
+        laps_at=max(book["duration_seconds"] - END_MARGIN_SECONDS, STEP_SECONDS * 2),
+        device=f"phone-{number}",
+    )
+
+
+async def listeners_for(base: str, count: int, run: str) -> list[Listener]:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        books = (await http.get("/api/audiobooks/", params={"limit": 100})).json()["items"]
+        signing_up = asyncio.Semaphore(8)
+
+        async def one(number: int) -> Listener:
+            async with signing_up:
+                return await sign_up(http, number, books[number % len(books)], run)
+
+        return list(await asyncio.gather(*(one(number) for number in range(count))))
+
+
+async def drive(
+    base: str, listeners: list[Listener], concurrency: int, warmup: float, seconds: float
+) -> dict[str, Any]:
+    """``concurrency`` writers saving the listeners' progress in turn; the measured window's rate and latency."""
+    turns = itertools.cycle(listeners)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
+        window_start = time.perf_counter() + warmup
+        window_end = window_start + seconds
+
+        async def writer() -> None:
+            while (started := time.perf_counter()) < window_end:
+                # A listener is written by one writer at a time: its device's updates stay in order.
+                listener = next(turns)
+                response = await http.put(
+                    f"/api/progress/{listener.book_id}/", json=listener.next_update(), headers=listener.headers
+                )
+                if started >= window_start:
+                    latencies.append(time.perf_counter() - started)
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        await asyncio.gather(*(writer() for _ in range(concurrency)))
+    return {
+        "upserts": len(latencies),
+        "errors": sum(count for status, count in statuses.items() if status != 200),
+        "statuses": {str(status): count for status, count in sorted(statuses.items())},
+        "upserts_per_second": round(len(latencies) / seconds, 1),
+    } | percentiles(latencies)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--books", type=int, default=100)
+    parser.add_argument("--listeners", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--web-concurrency", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--output", type=Path, default=RESULTS / "progress_writes.json")
+    args = parser.parse_args()
+    run = secrets.token_hex(4)
+    namespace, queue = f"avbench{run}", f"avbench{run}:tasks"
+    report: dict[str, Any] = {
+        "benchmark": "progress_writes",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "profile": "production: PostgreSQL + Redis + Meilisearch, "
+        f"audioverse run --web-concurrency {args.web_concurrency}",
+        "route": "PUT /api/progress/{audiobook_id}/",
+        "books": args.books,
+        "listeners": args.listeners,
+        "concurrency": args.concurrency,
+        "warmup_seconds": args.warmup,
+        "seconds": args.seconds,
+        "client": "httpx.AsyncClient in one process, kept-alive connections, same machine (shares the cores)",
+        "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="audioverse-bench-") as scratch,
+        fresh_postgres_database() as url,
+        run_meilisearch(Path(scratch)) as meilisearch,
+    ):
+        settings = {
+            "database_url": url,
+            "redis_url": REDIS_URL,
+            "redis_namespace": namespace,
+            "task_queue_name": queue,
+            "search_backend": "meilisearch",
+            "meilisearch_url": meilisearch.url,
+            "meilisearch_api_key": meilisearch.master_key,
+            "search_index": f"progress_{run}",
+            "secret_key": secrets.token_urlsafe(48),
+            # Signing up the listeners is set-up: cheap hashes and no limit on it (saving progress hashes nothing).
+            "password_hash_profile": "cheapest",
+            "auth_rate_limit": "1000000",
+        }
+        data_dir = Path(scratch) / "var"
+        try:
+            subprocess.run(
+                [AUDIOVERSE, "seed", "--books", str(args.books)],
+                env=audioverse_environment(data_dir, **settings),
+                capture_output=True,
+                timeout=SEED_TIMEOUT_SECONDS,
+                check=True,
+            )
+            with running_service(data_dir, "--web-concurrency", str(args.web_concurrency), **settings) as (base, _):
+                listeners = asyncio.run(listeners_for(base, args.listeners, run))
+                measured = asyncio.run(drive(base, listeners, args.concurrency, args.warmup, args.seconds))
+        finally:
+            asyncio.run(drop_keys(namespace, queue))
+    report["result"] = measured
+    report["goals"] = {
+        f"at_least_{GOAL_UPSERTS_PER_SECOND}_per_second": measured["upserts_per_second"] >= GOAL_UPSERTS_PER_SECOND,
+        f"p99_below_{GOAL_P99_MS}_ms": measured["p99_ms"] < GOAL_P99_MS,
+        "no_errors": measured["errors"] == 0,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({"result": measured, "goals": report["goals"]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
