@@ -234,7 +234,12 @@ def engine_errors(action: str) -> Iterator[None]:
         raise SearchEngineError(f"Meilisearch did not finish in time ({action}): {exc}") from exc
     except MeilisearchApiError as exc:
         raise api_error(exc, action) from exc
-    except (MeilisearchError, httpx2.HTTPError) as exc:
+    except MeilisearchError as exc:
+        # The client wraps a connection lost mid-request (a read or write error) in its generic error.
+        if isinstance(exc.__cause__, httpx2.TransportError):
+            raise SearchEngineUnavailable(f"Meilisearch is unreachable ({action}): {exc.__cause__!r}") from exc
+        raise SearchEngineError(f"Meilisearch refused the request ({action}): {exc}") from exc
+    except httpx2.HTTPError as exc:
         raise SearchEngineError(f"Meilisearch refused the request ({action}): {exc}") from exc
 
 

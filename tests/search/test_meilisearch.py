@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import struct
 from collections.abc import AsyncIterator
 from datetime import date
 
@@ -156,3 +159,23 @@ async def test_an_unreachable_server_is_reported_unavailable() -> None:
             await engine.upsert(CATALOG[:1])
     finally:
         await engine.close()
+
+
+async def test_a_connection_reset_mid_request_is_reported_unavailable() -> None:
+    # A server that dies mid-request resets the connection: the client wraps that read error in its
+    # generic error, which once read as a refusal (a reindex losing Meilisearch failed as "refused").
+    async def reset_after_the_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+
+    server = await asyncio.start_server(reset_after_the_request, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    engine = MeilisearchEngine(f"http://127.0.0.1:{port}", "key", request_timeout_seconds=2)
+    try:
+        with pytest.raises(SearchEngineUnavailable):
+            await engine.search(SearchQuery(text="anything"))
+    finally:
+        await engine.close()
+        server.close()
+        await server.wait_closed()
