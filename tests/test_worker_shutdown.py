@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from audioverse.cli import WORKER_GRACE_SECONDS, child_processes, worker_arguments
@@ -24,10 +23,10 @@ from audioverse.jobs import RUN_JOB_TASK, SWEEP_JOBS_TASK, Job, defer
 from audioverse.mail import EMAIL_TASK, OutgoingEmail
 from tests.services import (
     SmtpServer,
-    free_port,
     fresh_postgres_database,
     fresh_redis_namespace,
     production_settings,
+    run_smtp,
     settings_environment,
     until,
     worker_answers,
@@ -51,18 +50,6 @@ class SlowSmtpServer(SmtpServer):
         self.receiving = True
         await asyncio.sleep(DELIVERY_SECONDS)
         return await super().handle_DATA(server, session, envelope)
-
-
-@contextmanager
-def run_slow_smtp() -> Iterator[SlowSmtpServer]:
-    port = free_port()
-    handler = SlowSmtpServer(host="127.0.0.1", port=port)
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -139,7 +126,7 @@ def test_the_worker_waits_twenty_seconds_for_running_tasks_unless_told_otherwise
 
 
 async def test_a_task_running_at_sigterm_finishes_and_the_worker_exits(settings: Settings, tmp_path: Path) -> None:
-    with run_slow_smtp() as smtp:
+    with run_smtp(SlowSmtpServer) as smtp:
         mailing = msgspec.structs.replace(settings, email_backend="smtp", smtp_host=smtp.host, smtp_port=smtp.port)
         with worker(mailing, tmp_path / "worker.log") as process:
             await worker_answers(settings)
@@ -181,7 +168,7 @@ async def test_a_task_outliving_the_grace_is_run_again_by_the_next_worker(settin
     assert row is not None
     assert (row.failed_at, row.attempts) == (None, 0)  # due as before, not counted a failure
 
-    with run_slow_smtp() as smtp:
+    with run_smtp(SlowSmtpServer) as smtp:
         mailing = msgspec.structs.replace(settings, email_backend="smtp", smtp_host=smtp.host, smtp_port=smtp.port)
         with worker(mailing, log):
             await worker_answers(settings)

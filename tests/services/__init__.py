@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import EmailMessage, Message
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import unquote
 
 import anyio
@@ -238,11 +238,17 @@ class SmtpServer:
         return "250 Message accepted for delivery"
 
 
+SmtpHandler = TypeVar("SmtpHandler", bound=SmtpServer)
+
+
 @contextmanager
-def run_smtp() -> Iterator[SmtpServer]:
-    """A real SMTP server (aiosmtpd) on a free loopback port that keeps what it receives."""
+def run_smtp(handler_type: type[SmtpHandler] = SmtpServer) -> Iterator[SmtpHandler]:  # type: ignore[assignment]
+    """A real SMTP server (aiosmtpd) on a free loopback port that keeps what it receives.
+
+    ``handler_type`` may change how it answers (a slow or silent server), keeping what it receives.
+    """
     port = free_port()
-    handler = SmtpServer(host="127.0.0.1", port=port)
+    handler = handler_type(host="127.0.0.1", port=port)
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
