@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,18 @@ async def test_whole_read_returns_every_byte_in_bounded_chunks(stored: LocalStor
 async def test_ranged_read_returns_exactly_the_range(stored: LocalStorage, start: int, end: int | None) -> None:
     expected = PAYLOAD[start:] if end is None else PAYLOAD[start : end + 1]
     assert await _read(stored, start, end) == expected
+
+
+async def test_reads_the_page_cache_cannot_answer_still_return_exactly_the_range(
+    stored: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cold file: the kernel refuses every non-blocking read, so each chunk comes from a thread.
+    def would_block(*_args: object) -> int:
+        raise BlockingIOError(errno.EAGAIN, "not in the page cache")
+
+    monkeypatch.setattr(os, "preadv", would_block)
+    assert await _read(stored, 4095, 200_000) == PAYLOAD[4095:200_001]
+    assert await _read(stored) == PAYLOAD
 
 
 async def test_stat_changes_etag_when_the_object_changes(stored: LocalStorage, tmp_path: Path) -> None:

@@ -95,3 +95,16 @@ async def test_behind_nginx_the_app_hands_off_with_x_accel_redirect(
     assert response.headers["x-accel-redirect"].startswith("/protected-audio/audiobooks/")
     assert response.content == b""
     assert detail["mime_type"] == response.headers["content-type"].split(";")[0]
+
+
+async def test_a_deleted_books_stream_url_stops_at_once(
+    client: Client, make_book: MakeBook, uploader: Tokens, curator: Tokens
+) -> None:
+    # The book's storage key is kept between range requests; a deletion must reach the very next one.
+    book_id = await make_book(title="Withdrawn", audio=AUDIO)
+    url = await stream_url(client, uploader, book_id)
+    assert (await client.get(url, headers={"Range": "bytes=0-9"})).status_code == 206
+    assert (await client.delete(f"/api/audiobooks/{book_id}/", headers=bearer(curator))).status_code == 204
+    response = await client.get(url, headers={"Range": "bytes=10-19"})
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"No audiobook with id {book_id}."

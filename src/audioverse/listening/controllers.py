@@ -32,9 +32,16 @@ from audioverse.listening.schemas import (
     ProgressRead,
     ProgressWrite,
 )
-from audioverse.listening.services import BookmarkService, LibraryService, PlaybackService, ProgressService
+from audioverse.listening.services import (
+    BookmarkService,
+    LibraryService,
+    PlaybackService,
+    ProgressService,
+    stream_target,
+)
 from audioverse.listening.streaming import stream_object
 from audioverse.openapi import ContractOperation, binary_content, header, request_header
+from audioverse.response_cache import RESPONSE_CACHE_STORE
 from audioverse.signing import InvalidStreamToken, StreamTokenForAnotherBook, verify_stream_token
 from audioverse.storage import S3Storage, Storage
 from audioverse.types import Id, ListPage, Page, text_query
@@ -178,14 +185,13 @@ class StreamController(Controller):
         audiobook_id: Id,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
-        playback_service: NamedDependency[PlaybackService],
         storage: NamedDependency[Storage],
         settings: NamedDependency[Settings],
         secret_key: NamedDependency[str],
         token: Annotated[str | None, text_query(2048)] = None,
     ) -> Response[Any]:
         await authorize_stream(request, db_session, secret_key, audiobook_id, token)
-        book = await playback_service.audio(audiobook_id)
+        book = await stream_target(db_session, request.app.stores.get(RESPONSE_CACHE_STORE), audiobook_id)
         if isinstance(storage, S3Storage) and settings.s3_stream_mode == "redirect":
             # The client fetches exactly this object from S3, ranges and all; the URL outlives a session.
             url = await storage.presigned_url(book.audio_key, settings.stream_url_minutes * 60, book.mime_type)

@@ -11,6 +11,7 @@ import msgspec
 from advanced_alchemy.filters import LimitOffset
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
+from litestar.stores.base import Store
 from sqlalchemy import ColumnElement, Executable, and_, bindparam, false, func, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -374,6 +375,36 @@ class ProgressService(SQLAlchemyAsyncRepositoryService[ListeningProgress]):
         return self.to_schema(items, total, filters=[page], schema_type=ListeningItem)
 
 
+class StreamTarget(msgspec.Struct, frozen=True, array_like=True):
+    """What a stream request needs of its book: where the audio is stored and its media type."""
+
+    audio_key: str
+    mime_type: str
+
+
+STREAM_TARGET_SECONDS = 3600
+
+
+async def stream_target(session: AsyncSession, store: Store, audiobook_id: int) -> StreamTarget:
+    """The audio of the book a stream request asks for; ``NotFound`` if there is no such book.
+
+    A player sends a range request every few seconds; reading the book each time cost more than
+    serving the bytes. ``store`` is the response cache's versioned store, so any committed catalog
+    change (a deleted book among them) makes every kept answer stale, and the next request reads again.
+    """
+    key = f"stream-target:{audiobook_id}"
+    if (kept := await store.get(key)) is not None:
+        return msgspec.msgpack.decode(kept, type=StreamTarget)
+    row = (
+        await session.execute(select(Audiobook.audio_key, Audiobook.mime_type).where(Audiobook.id == audiobook_id))
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"No audiobook with id {audiobook_id}.")
+    target = StreamTarget(audio_key=row.audio_key, mime_type=row.mime_type)
+    await store.set(key, msgspec.msgpack.encode(target), expires_in=STREAM_TARGET_SECONDS)
+    return target
+
+
 class PlayWindowRepository(SQLAlchemyAsyncRepository[PlayWindow]):
     model_type = PlayWindow
 
@@ -428,10 +459,6 @@ class PlaybackService(SQLAlchemyAsyncRepositoryService[PlayWindow]):
             .execution_options(synchronize_session=False)
         )
         return True
-
-    async def audio(self, audiobook_id: int) -> Audiobook:
-        """The book whose audio a stream request asks for."""
-        return await find_book(self.repository.session, audiobook_id)
 
 
 class BookmarkRepository(SQLAlchemyAsyncRepository[Bookmark]):
