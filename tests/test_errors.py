@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 from advanced_alchemy.exceptions import DuplicateKeyError, NotFoundError
 from litestar import Litestar, get, post
 from litestar.params import FromPath, JSONBody
 from litestar.testing import AsyncTestClient
 
+from audioverse.app import create_app
 from audioverse.errors import Conflict, FieldError, Unprocessable, problem_details_plugin
+from tests.services import fresh_postgres_database, production_settings, unique_name
 
 
 class Payload(msgspec.Struct):
@@ -97,3 +101,32 @@ async def test_repository_errors_map_to_404_and_409() -> None:
         duplicate = await client.get("/repository/duplicate")
     assert missing.status_code == 404
     assert duplicate.status_code == 409
+
+
+# SQLAlchemy's default: connections a pool opens beyond its size when all are busy.
+POOL_OVERFLOW = 10
+LOGIN = {"username_or_email": "nobody", "password": "not a password of anyone"}
+
+
+async def test_a_request_that_finds_every_connection_busy_is_answered_503_to_retry(tmp_path: Path) -> None:
+    async with fresh_postgres_database() as database_url:
+        busy = msgspec.structs.replace(
+            production_settings(tmp_path, database_url=database_url, namespace=unique_name("busy"), meilisearch=None),
+            redis_url=None,
+            database_pool_size=1,
+            database_pool_timeout_seconds=1,
+        )
+        app = create_app(busy)
+        async with AsyncTestClient(app=app) as client:
+            # Overload: every connection the pool may open is held (on the app's loop) while a request needs one.
+            engine = app.state.database.get_engine()
+            held = [client.blocking_portal.call(engine.connect) for _ in range(1 + POOL_OVERFLOW)]
+            try:
+                response = await client.post("/api/auth/login/", json=LOGIN)
+            finally:
+                for connection in held:
+                    client.blocking_portal.call(connection.close)
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "5"
+            assert "too busy" in response.json()["detail"]
+            assert (await client.post("/api/auth/login/", json=LOGIN)).status_code == 401

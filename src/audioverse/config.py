@@ -30,6 +30,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str | None = None
     database_echo: bool = False
     database_pool_size: int = 10
+    # How long a request waits for a free connection (all in use: overload) before it is answered 503.
+    database_pool_timeout_seconds: int = 10
     # PostgreSQL read replicas: GET/HEAD requests read from one of these; writes and all else use database_url.
     database_read_replica_urls: list[str] = msgspec.field(default_factory=list)
     migrate_on_startup: bool = True

@@ -48,7 +48,12 @@ def _config_options(settings: Settings) -> dict[str, Any]:
     engine = (
         EngineConfig(echo=settings.database_echo)
         if settings.uses_sqlite
-        else EngineConfig(echo=settings.database_echo, pool_size=settings.database_pool_size, pool_pre_ping=True)
+        else EngineConfig(
+            echo=settings.database_echo,
+            pool_size=settings.database_pool_size,
+            pool_timeout=settings.database_pool_timeout_seconds,
+            pool_pre_ping=True,
+        )
     )
     return {
         "connection_string": settings.resolved_database_url,

@@ -8,7 +8,7 @@ from typing import Any, TypedDict
 
 import msgspec
 import structlog
-from advanced_alchemy.exceptions import DuplicateKeyError, NotFoundError
+from advanced_alchemy.exceptions import DuplicateKeyError, NotFoundError, RepositoryError
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import ResponseSpec
@@ -18,6 +18,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 logger = structlog.get_logger(__name__)
 
@@ -239,9 +240,32 @@ def _from_database_unavailable(exc: OperationalError) -> ProblemDetailsException
     )
 
 
+def _from_pool_timeout(exc: PoolTimeout) -> ProblemDetailsException:
+    # Every connection of the pool stayed busy for the whole wait: the service is overloaded, not broken.
+    logger.warning("no database connection free in time", error=str(exc))
+    return problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "The service is too busy right now; nothing was saved. Try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _from_unexpected(exc: Exception) -> ProblemDetailsException:
     logger.exception("unhandled error", exc_info=exc)
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred; it has been logged.")
+
+
+def _from_repository(exc: RepositoryError) -> ProblemDetailsException:
+    # advanced-alchemy's repositories wrap what SQLAlchemy raised (a pool timeout, a lost database):
+    # the cause decides the answer; a cause with no handler of its own is unexpected.
+    cause = exc.__cause__
+    if isinstance(cause, Exception) and (handler := _handler_for(cause)) is not _from_unexpected:
+        return handler(cause)
+    return _from_unexpected(exc)
+
+
+def _handler_for(exc: BaseException) -> Callable[[Any], ProblemDetailsException]:
+    return next(EXCEPTION_MAP[kind] for kind in type(exc).__mro__ if kind in EXCEPTION_MAP)
 
 
 def _from_group(exc: ExceptionGroup[Exception]) -> ProblemDetailsException:
@@ -249,8 +273,7 @@ def _from_group(exc: ExceptionGroup[Exception]) -> ProblemDetailsException:
     # committing db_session) in a task group, so a commit that fails there arrives wrapped in a group.
     if len(exc.exceptions) == 1:
         inner = exc.exceptions[0]
-        handler = next(EXCEPTION_MAP[kind] for kind in type(inner).__mro__ if kind in EXCEPTION_MAP)
-        return handler(inner)
+        return _handler_for(inner)(inner)
     return _from_unexpected(exc)
 
 
@@ -263,6 +286,8 @@ EXCEPTION_MAP: Mapping[type[Any], Callable[[Any], ProblemDetailsException]] = {
     IntegrityError: _from_integrity,
     UnicodeDecodeError: _from_undecodable,
     OperationalError: _from_database_unavailable,
+    PoolTimeout: _from_pool_timeout,
+    RepositoryError: _from_repository,
     Exception: _from_unexpected,
 }
 
