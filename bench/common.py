@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -154,3 +155,20 @@ def fresh_postgres_database() -> Iterator[str]:
         portal.wrap_async_context_manager(services.fresh_postgres_database()) as database_url,
     ):
         yield database_url
+
+
+def production_settings(
+    database_url: str, namespace: str, meilisearch: services.MeilisearchServer, index: str
+) -> dict[str, str]:
+    """The production profile on the benches' services: PostgreSQL, Redis under ``namespace``, Meilisearch."""
+    return {
+        "database_url": database_url,
+        "redis_url": services.REDIS_URL,
+        "redis_namespace": namespace,
+        "task_queue_name": f"{namespace}:tasks",
+        "search_backend": "meilisearch",
+        "meilisearch_url": meilisearch.url,
+        "meilisearch_api_key": meilisearch.master_key,
+        "search_index": index,
+        "secret_key": secrets.token_urlsafe(48),
+    }

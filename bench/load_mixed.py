@@ -48,9 +48,16 @@ import httpx
 
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
-from bench.common import AUDIOVERSE, ROOT, audioverse_environment, fresh_postgres_database, running_service
+from bench.common import (
+    AUDIOVERSE,
+    ROOT,
+    audioverse_environment,
+    fresh_postgres_database,
+    production_settings,
+    running_service,
+)
 from bench.progress_writes import listeners_for
-from bench.response_cache import REDIS_URL, drop_keys
+from bench.response_cache import drop_keys
 from bench.search_at_scale import (
     DEFAULT_BOOKS,
     full_reindex,
@@ -229,15 +236,7 @@ def main() -> None:
         meilisearch = stack.enter_context(run_meilisearch(scratch))
         stack.callback(lambda: asyncio.run(drop_keys(namespace, queue)))
         settings = {
-            "database_url": database_url,
-            "redis_url": REDIS_URL,
-            "redis_namespace": namespace,
-            "task_queue_name": queue,
-            "search_backend": "meilisearch",
-            "meilisearch_url": meilisearch.url,
-            "meilisearch_api_key": meilisearch.master_key,
-            "search_index": f"load_{run}",
-            "secret_key": secrets.token_urlsafe(48),
+            **production_settings(database_url, namespace, meilisearch, f"load_{run}"),
             # Signing up the listeners is set-up: cheap hashes and no limit on it.
             "password_hash_profile": "cheapest",
             "auth_rate_limit": "1000000",

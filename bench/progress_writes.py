@@ -33,9 +33,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import AUDIOVERSE, audioverse_environment, fresh_postgres_database, running_service
+from bench.common import (
+    AUDIOVERSE,
+    audioverse_environment,
+    fresh_postgres_database,
+    production_settings,
+    running_service,
+)
 from bench.recommendations_api import percentiles
-from bench.response_cache import REDIS_URL, SEED_TIMEOUT_SECONDS, drop_keys
+from bench.response_cache import SEED_TIMEOUT_SECONDS, drop_keys
 from tests.services import run_meilisearch
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -158,15 +164,7 @@ def main() -> None:
         run_meilisearch(Path(scratch)) as meilisearch,
     ):
         settings = {
-            "database_url": url,
-            "redis_url": REDIS_URL,
-            "redis_namespace": namespace,
-            "task_queue_name": queue,
-            "search_backend": "meilisearch",
-            "meilisearch_url": meilisearch.url,
-            "meilisearch_api_key": meilisearch.master_key,
-            "search_index": f"progress_{run}",
-            "secret_key": secrets.token_urlsafe(48),
+            **production_settings(url, namespace, meilisearch, f"progress_{run}"),
             # Signing up the listeners is set-up: cheap hashes and no limit on it (saving progress hashes nothing).
             "password_hash_profile": "cheapest",
             "auth_rate_limit": "1000000",

@@ -30,9 +30,17 @@ from typing import Any
 import httpx
 from anyio.from_thread import start_blocking_portal
 
-from bench.common import AUDIOVERSE, ROOT, create_admin, fresh_postgres_database, login, running_service
+from bench.common import (
+    AUDIOVERSE,
+    ROOT,
+    create_admin,
+    fresh_postgres_database,
+    login,
+    production_settings,
+    running_service,
+)
 from tests import services
-from tests.services import REDIS_URL, run_meilisearch, stop_process
+from tests.services import run_meilisearch, stop_process
 
 RESULT_PATH = ROOT / "bench" / "results" / "search_freshness.json"
 GOAL_SECONDS = 2.0
@@ -138,17 +146,7 @@ def production(scratch: Path, writes: int) -> dict[str, Any]:
         portal = stack.enter_context(start_blocking_portal())
         namespace = stack.enter_context(portal.wrap_async_context_manager(services.fresh_redis_namespace()))
         meilisearch = stack.enter_context(run_meilisearch(scratch))
-        settings = {
-            "database_url": database_url,
-            "redis_url": REDIS_URL,
-            "redis_namespace": namespace,
-            "task_queue_name": f"{namespace}:tasks",
-            "search_backend": "meilisearch",
-            "meilisearch_url": meilisearch.url,
-            "meilisearch_api_key": meilisearch.master_key,
-            "search_index": namespace.replace("-", "_"),
-            "secret_key": secrets.token_urlsafe(48),
-        }
+        settings = production_settings(database_url, namespace, meilisearch, namespace.replace("-", "_"))
         environment = {
             **os.environ,
             "AUDIOVERSE_DATA_DIR": str(data_dir),
