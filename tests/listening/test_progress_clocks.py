@@ -100,6 +100,17 @@ async def test_an_offline_device_syncing_later_does_not_rewind(
     assert await stored_position(client, uploader, book_id) == 5000
 
 
+async def test_an_update_queued_since_the_calendars_start_is_the_oldest_not_an_error(
+    client: Client, make_book: MakeBook, uploader: Tokens
+) -> None:
+    book_id = await make_book(title="Ancient queue", duration=10_000)
+    year_one, year_9999 = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    # With nothing stored it is taken (the oldest update there can be); after a real one it loses.
+    assert (await put(client, uploader, book_id, 100, "phone", year_one, sent_at=year_9999)).status_code == 200
+    assert (await put(client, uploader, book_id, 5000, "tablet", now())).status_code == 200
+    refused_with(await put(client, uploader, book_id, 700, "phone", year_one, sent_at=year_9999), 5000)
+
+
 async def test_two_devices_alternating_each_win_in_turn(client: Client, make_book: MakeBook, uploader: Tokens) -> None:
     book_id = await make_book(title="Alternating", duration=10_000)
     for turn in range(6):

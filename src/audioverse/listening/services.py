@@ -69,8 +69,14 @@ def effective_time(client_updated_at: datetime, client_sent_at: datetime | None,
     offset of that clock cancels out; without it the client's stamp is believed up to the receipt.
     """
     if client_sent_at is not None:
-        return received_at - max(client_sent_at - client_updated_at, timedelta(0))
+        # An age longer than the Unix era (a clock at year 1, say) dates the update at its start, the
+        # oldest an update can be, instead of a date before any the calendar holds.
+        age = min(max(client_sent_at - client_updated_at, timedelta(0)), received_at - OLDEST_UPDATE)
+        return received_at - age
     return min(client_updated_at, received_at)
+
+
+OLDEST_UPDATE = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def stale_update(*, own_clock: bool) -> ColumnElement[bool]:
