@@ -121,6 +121,7 @@ async def test_a_node_killed_and_restarted_under_search_traffic_fails_no_search_
     async with anyio.create_task_group() as searches:
         searches.start_soon(search_all_along, nodes.client, traffic, ["lighthouse", "keeper", f"storm {tag}"])
         await anyio.sleep(0.5)
+        answered_before_the_kill = traffic.answered
         nodes.second.kill()
         ready = await nodes.client.get("/api/ready")
         assert ready.status_code == 200, ready.text  # the other node answers every search
@@ -151,12 +152,21 @@ async def test_a_node_killed_and_restarted_under_search_traffic_fails_no_search_
         assert (second_node["node"], second_node["reachable"]) == (nodes.second.url, False)
         assert second_node["pending_changes"] >= 6 > first_node["pending_changes"]
 
+        answered_while_down = traffic.answered - answered_before_the_kill
         nodes.second.start()
         await until(lambda: every_node_equals_the_database(nodes), CONVERGENCE_SECONDS, interval=0.5)
+        answered_on_return = traffic.answered
+
+        async def searched_after_the_return() -> bool:
+            return traffic.answered >= answered_on_return + 5
+
+        await until(searched_after_the_return, CONVERGENCE_SECONDS, interval=0.1)
         searches.cancel_scope.cancel()
 
+    # Searches ran before, during and after the outage (how many depends on the machine's speed), none failed.
+    assert answered_before_the_kill > 0
+    assert answered_while_down > 10
     assert traffic.failures == []
-    assert traffic.answered > 50
     caught_up = (await indexed_documents(nodes.settings, nodes.second.url))[0]
     assert caught_up[added]["title"] == f"Storm at sea {tag}"
     assert books[-1] not in caught_up
