@@ -19,6 +19,8 @@ from advanced_alchemy.routing import RoutingAsyncSessionMaker, RoutingSyncSessio
 from advanced_alchemy.routing.selectors import RoundRobinSelector
 from litestar import Request
 from litestar.di import NamedDependency
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Scope
 from sqlalchemy import BigInteger, ColumnElement, Enum, Select, any_, bindparam, event, func, make_url, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -157,17 +159,34 @@ def _replica_routing(settings: Settings) -> RoutingConfig | None:
     return RoutingConfig(primary_connection_string=settings.resolved_database_url, read_replicas=list(replicas))
 
 
+SAME_FOR_EVERY_CALLER = {"same_for_every_caller": True}
+"""Route ``opt``: its answer does not depend on who asks, so the shared response cache serves signed-in callers too."""
+
+
+def same_for_every_caller(handler: BaseRouteHandler) -> bool:
+    """The route says its answer does not depend on who asks (:data:`SAME_FOR_EVERY_CALLER`)."""
+    return bool(handler.opt.get("same_for_every_caller"))
+
+
+def answer_is_the_callers_own(scope: Scope) -> bool:
+    """The request carries credentials and its route may answer each caller differently."""
+    handler = scope.get("route_handler")
+    if handler is not None and same_for_every_caller(handler):
+        return False
+    return any(name == b"authorization" for name, _ in scope["headers"])
+
+
 def may_read_a_replica(request: Request[Any, Any, Any]) -> bool:
     """A GET or HEAD whose answer goes to this client alone.
 
-    An anonymous answer the shared response cache may store is read from the primary: a write ends the
-    cached answers when it commits, and a lagging replica's answer stored just after would be served to
-    everyone for the cache's whole lifetime.
+    An answer the shared response cache may store is read from the primary: a write ends the cached
+    answers when it commits, and a lagging replica's answer stored just after would be served to everyone
+    for the cache's whole lifetime.
     """
     if request.method not in READ_ONLY_METHODS:
         return False
     cache_on = bool(request.route_handler.cache and request.app.response_cache_config.default_expiration)
-    return not cache_on or "authorization" in request.headers
+    return not cache_on or answer_is_the_callers_own(request.scope)
 
 
 AFTER_COMMIT_TASKS_KEY = "audioverse.after_commit_tasks"

@@ -9,10 +9,11 @@ request misses and reads afresh; old entries simply expire. A request stores its
 version it read *before* reading the data, so a response computed from data older than a bump is never
 stored under the version after it.
 
-Requests that carry credentials are neither answered from nor stored in the shared cache. Every
-answer of an opted-in route carries an ``ETag`` (a hash of the body) and ``Cache-Control``
-(``public, no-cache`` for anonymous answers, so a CDN stores them and revalidates; ``private, no-cache``
-for a signed-in caller); a matching ``If-None-Match`` gets ``304 Not Modified`` with no body.
+Requests that carry credentials are neither answered from nor stored in the shared cache, unless their
+route says its answer is the same for every caller (``SAME_FOR_EVERY_CALLER``: the catalog, search and
+suggest). Every answer of an opted-in route carries an ``ETag`` (a hash of the body) and ``Cache-Control``
+(``public, no-cache`` for an answer every caller shares, so a CDN stores it and revalidates; ``private,
+no-cache`` for a signed-in caller's own); a matching ``If-None-Match`` gets ``304 Not Modified`` with no body.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, HTTPScope, Message, 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from audioverse.db import AFTER_COMMIT_TASKS_KEY, session_factory
+from audioverse.db import AFTER_COMMIT_TASKS_KEY, answer_is_the_callers_own, same_for_every_caller, session_factory
 
 RESPONSE_CACHE_STORE = "response_cache"
 CONTENT_VERSION_KEY = "response-cache:version"
@@ -92,10 +93,6 @@ class VersionedStore(Store):
         return await self.store.expires_in(f"response:{await self._version()}:{key}")
 
 
-def _signed_in(scope: Scope) -> bool:
-    return any(name == b"authorization" for name, _ in scope["headers"])
-
-
 def keep_out_of_shared_cache(request: Request[Any, Any, Any]) -> None:
     """Answer this request afresh next time too: its handler must run for every such request."""
     request.scope["state"][_UNCACHED] = True
@@ -105,13 +102,13 @@ def response_cache_config(seconds: int) -> ResponseCacheConfig:
     """Litestar's response cache over the ``response_cache`` store, for ``seconds`` at most (0: off)."""
 
     def cache_key(request: Request[Any, Any, Any]) -> str:
-        if not seconds or _signed_in(request.scope):
+        if not seconds or answer_is_the_callers_own(request.scope):
             return _UNCACHED
         # Method, path and the query parameters sorted by name: one question asked in any order is one entry.
         return default_cache_key_builder(request)
 
     def worth_storing(scope: HTTPScope, status_code: int) -> bool:
-        wanted = not _signed_in(scope) and not scope.get("state", {}).get(_UNCACHED)
+        wanted = not answer_is_the_callers_own(scope) and not scope.get("state", {}).get(_UNCACHED)
         return bool(seconds) and status_code == HTTP_200_OK and wanted
 
     return ResponseCacheConfig(
@@ -139,7 +136,7 @@ class ConditionalGetMiddleware(ASGIMiddleware):
             await next_app(scope, receive, send)
             return
         if_none_match = Headers.from_scope(scope).get("if-none-match")
-        cache_control = "private, no-cache" if _signed_in(scope) else "public, no-cache"
+        cache_control = "private, no-cache" if answer_is_the_callers_own(scope) else "public, no-cache"
         start: HTTPResponseStartEvent | None = None
         body: list[bytes] = []
 
@@ -163,7 +160,8 @@ class ConditionalGetMiddleware(ASGIMiddleware):
             etag = f'"{hashlib.blake2b(content, digest_size=16).hexdigest()}"'
             headers["ETag"] = etag
             headers["Cache-Control"] = cache_control
-            headers["Vary"] = "Authorization"
+            if not same_for_every_caller(handler):
+                headers["Vary"] = "Authorization"
             if if_none_match is not None and _etag_matches(if_none_match, etag):
                 del headers["Content-Length"]
                 del headers["Content-Type"]

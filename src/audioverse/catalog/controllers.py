@@ -15,7 +15,7 @@ from litestar.response import Stream
 from audioverse.accounts.auth import PUBLIC, requires_curator, requires_verified
 from audioverse.accounts.models import User
 from audioverse.catalog import schemas
-from audioverse.catalog.deps import AUDIOBOOKS, AUTHORS, CATALOG_FILTERS, GENRES, NARRATORS
+from audioverse.catalog.deps import AUDIOBOOKS, AUTHORS, CATALOG_FILTERS, GENRES, NARRATORS, PUBLIC_SHARED
 from audioverse.catalog.ingest import ingest
 from audioverse.catalog.services import AudiobookService, GenreService, PeopleService
 from audioverse.config import Settings
@@ -83,7 +83,7 @@ class AudiobookController(Controller):
     @get(
         "/",
         summary="List audiobooks",
-        opt=PUBLIC,
+        opt=PUBLIC_SHARED,
         cache=True,
         dependencies=CATALOG_FILTERS,
         responses=problem_responses(HTTPStatus.BAD_REQUEST),
@@ -97,7 +97,13 @@ class AudiobookController(Controller):
     ) -> ListPage[schemas.AudiobookRead]:
         return ListPage.of(await audiobooks.list_books(catalog_filters, sort, page))
 
-    @get("/{audiobook_id:int}", summary="An audiobook with its chapters", opt=PUBLIC, cache=True, responses=NOT_FOUND)
+    @get(
+        "/{audiobook_id:int}",
+        summary="An audiobook with its chapters",
+        opt=PUBLIC_SHARED,
+        cache=True,
+        responses=NOT_FOUND,
+    )
     async def get_audiobook(
         self, audiobook_id: Id, audiobooks: NamedDependency[AudiobookService]
     ) -> schemas.AudiobookDetail:
@@ -130,7 +136,9 @@ class AudiobookController(Controller):
     ) -> None:
         await audiobooks.remove(audiobook_id, request.user)
 
-    @get("/{audiobook_id:int}/chapters", summary="Chapters, in order", opt=PUBLIC, cache=True, responses=NOT_FOUND)
+    @get(
+        "/{audiobook_id:int}/chapters", summary="Chapters, in order", opt=PUBLIC_SHARED, cache=True, responses=NOT_FOUND
+    )
     async def get_chapters(
         self, audiobook_id: Id, audiobooks: NamedDependency[AudiobookService]
     ) -> list[schemas.ChapterRead]:
@@ -209,7 +217,7 @@ class PeopleController(Controller):
 
     tags = ["catalog"]
 
-    @get("/", summary="List, filtered by name with ?q=", opt=PUBLIC, cache=True)
+    @get("/", summary="List, filtered by name with ?q=", opt=PUBLIC_SHARED, cache=True)
     async def list_people(
         self,
         people: NamedDependency[PeopleService[Any]],
@@ -218,7 +226,9 @@ class PeopleController(Controller):
     ) -> ListPage[schemas.PersonRead]:
         return ListPage.of(await people.list_people(q, page))
 
-    @get("/{person_id:int}", summary="Profile with their audiobooks", opt=PUBLIC, cache=True, responses=NOT_FOUND)
+    @get(
+        "/{person_id:int}", summary="Profile with their audiobooks", opt=PUBLIC_SHARED, cache=True, responses=NOT_FOUND
+    )
     async def get_person(self, person_id: Id, people: NamedDependency[PeopleService[Any]]) -> schemas.PersonDetail:
         return await people.profile(person_id)
 
@@ -250,6 +260,6 @@ class GenreController(Controller):
     tags = ["catalog"]
     dependencies = GENRES
 
-    @get("/", summary="Every genre with its number of audiobooks", opt=PUBLIC, cache=True)
+    @get("/", summary="Every genre with its number of audiobooks", opt=PUBLIC_SHARED, cache=True)
     async def list_genres(self, genres: NamedDependency[GenreService]) -> list[schemas.GenreRead]:
         return await genres.with_counts()

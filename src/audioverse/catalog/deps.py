@@ -11,6 +11,7 @@ from litestar.exceptions import ValidationException
 from litestar.openapi.spec import Example
 from litestar.params import Parameter
 
+from audioverse.accounts.auth import PUBLIC
 from audioverse.catalog.services import (
     AudiobookService,
     AuthorService,
@@ -19,9 +20,13 @@ from audioverse.catalog.services import (
     SynonymService,
     ZeroResultService,
 )
+from audioverse.db import SAME_FOR_EVERY_CALLER
 from audioverse.errors import FieldError, Unprocessable
 from audioverse.types import OptionalId, Page, text_query
 from search.query import FACET_NAMES, FacetName, SearchFilters, SearchQuery, SortOption
+
+PUBLIC_SHARED = PUBLIC | SAME_FOR_EVERY_CALLER
+"""A catalog read anyone may make whose answer is the same whoever asks: signed-in callers share its cache."""
 
 AUDIOBOOKS = {"audiobooks": Provide(create_service_provider(AudiobookService))}
 AUTHORS = {"people": Provide(create_service_provider(AuthorService))}

@@ -11,8 +11,8 @@ from litestar.params import JSONBody, Parameter, SkipValidation
 from litestar.stores.base import Store
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audioverse.accounts.auth import PUBLIC, requires_curator
-from audioverse.catalog.deps import AUDIOBOOKS, SEARCH_QUERY, SYNONYMS, ZERO_RESULTS
+from audioverse.accounts.auth import requires_curator
+from audioverse.catalog.deps import AUDIOBOOKS, PUBLIC_SHARED, SEARCH_QUERY, SYNONYMS, ZERO_RESULTS
 from audioverse.catalog.indexing import index_status, start_reindex
 from audioverse.catalog.schemas import (
     ReindexJob,
@@ -56,7 +56,7 @@ class SearchController(Controller):
         "`<mark>`. Curators' synonym sets apply "
         "(`/api/admin/search/synonyms/`); a first page of text without filters that finds nothing is counted, "
         "without who sent it, in `/api/admin/search/zero-results/`.",
-        opt=PUBLIC,
+        opt=PUBLIC_SHARED,
         cache=True,
         dependencies=SEARCH_QUERY,
         responses=problem_responses(
@@ -79,7 +79,7 @@ class SearchController(Controller):
     @get(
         "/api/search/suggest",
         summary="As-you-type suggestions: audiobooks, authors and narrators",
-        opt=PUBLIC,
+        opt=PUBLIC_SHARED,
         cache=True,
         responses=problem_responses(HTTPStatus.SERVICE_UNAVAILABLE),
     )

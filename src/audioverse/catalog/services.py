@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     bindparam,
     delete,
+    exists,
     func,
     literal,
     null,
@@ -110,11 +111,16 @@ def given_fields(changes: msgspec.Struct) -> dict[str, Any]:
     return {name: value for name, value in msgspec.structs.asdict(changes).items() if value is not msgspec.UNSET}
 
 
-def catalog_filters(wanted: SearchFilters) -> list[StatementFilter | ColumnElement[bool]]:
-    """The list endpoint's filters (the same as search's) as statement filters."""
+def catalog_filters(wanted: SearchFilters, genre_id: int | None) -> list[StatementFilter | ColumnElement[bool]]:
+    """The list endpoint's filters (the same as search's) as statement filters; ``genre_id`` is ``wanted.genre``'s."""
     filters: list[StatementFilter | ColumnElement[bool]] = []
-    if wanted.genre is not None:
-        filters.append(Audiobook.genres.any(Genre.slug == wanted.genre))
+    if genre_id is not None:
+        # The id goes into the SQL text, not a parameter: the planner then knows how many books the genre
+        # has (a plan for 40,000 books walks the sort's index; one for 3 reads the genre's rows and sorts).
+        in_genre = (audiobook_genre.c.audiobook_id == Audiobook.id) & (
+            audiobook_genre.c.genre_id == literal(genre_id, literal_execute=True)
+        )
+        filters.append(exists().where(in_genre))
     if wanted.author_id is not None:
         filters.append(Audiobook.authors.any(Author.id == wanted.author_id))
     if wanted.narrator_id is not None:
@@ -138,9 +144,12 @@ def catalog_filters(wanted: SearchFilters) -> list[StatementFilter | ColumnEleme
 def ordered_by(sort: str) -> list[OrderBy]:
     """``sort`` is a column, ``-`` first for descending."""
     direction: Literal["asc", "desc"] = "desc" if sort.startswith("-") else "asc"
-    # Rows without a value (no release date) go last either way; ids break ties so pages are stable.
+    column = sort.removeprefix("-")
+    # Rows without a value (no release date) go last either way; ids break ties so pages are stable. A
+    # column that is never null gets no NULLS clause, so its (column, id) index serves both directions.
+    nulls: Literal["last"] | None = "last" if Audiobook.__table__.c[column].nullable else None
     return [
-        OrderBy(field_name=sort.removeprefix("-"), sort_order=direction, nulls="last"),
+        OrderBy(field_name=column, sort_order=direction, nulls=nulls),
         OrderBy(field_name="id", sort_order=direction),
     ]
 
@@ -363,8 +372,13 @@ class AudiobookService(SQLAlchemyAsyncRepositoryService[Audiobook]):
     repository_type = AudiobookRepository
 
     async def list_books(self, wanted: SearchFilters, sort: str, page: LimitOffset) -> OffsetPagination[AudiobookRead]:
+        genre_id = None
+        if wanted.genre is not None:
+            genre_id = await self.repository.session.scalar(select(Genre.id).where(Genre.slug == wanted.genre))
+            if genre_id is None:
+                return self.to_schema([], 0, filters=[page], schema_type=AudiobookRead)
         books, total = await self.get_many_and_count(
-            *catalog_filters(wanted),
+            *catalog_filters(wanted, genre_id),
             *ordered_by(sort),
             page,
             load=LIST_LOAD,
