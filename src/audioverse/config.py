@@ -95,7 +95,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     request_body_idle_seconds: float = 60.0
     # /metrics answers a scrape that sends this as a bearer token; unset, only clients on this machine.
     metrics_token: str | None = None
-    # How long an anonymous discovery answer may come from the shared cache (0: never); a write ends it sooner.
+    # How long a shared discovery answer may come from the shared cache (0: never); a write ends it sooner.
     response_cache_seconds: int = 60
 
     @classmethod
