@@ -11,11 +11,13 @@ The third contender is the production hand-off: a second ``audioverse run`` with
 ``/_audio/`` blocks of ``nginx/audioverse.conf.template`` in a plain-HTTP server (its HTTPS server would add
 TLS, which the direct nginx does not pay): every request, range or whole, goes to the app to check the
 signed URL, then nginx serves the bytes. Its CPU is reported per process (app, nginx) and in total.
+The fourth is the same nginx given the link ``/playback/`` hands out with
+``AUDIOVERSE_STREAM_SECURE_LINK_SECRET`` (the template's ``/media/`` block): nginx checks it, no app.
 Server CPU per request is read from ``/proc/<pid>/stat`` (utime + stime of the server and its children)
 before and after, so it holds on a shared machine where wall-clock rates do not. Rounds alternate
 between the servers and the best rate of each is kept. The app's RSS is sampled during whole GETs.
 Goals (issue 16): ≤ 2 ms of server CPU per range request and at least 0.6 of nginx's rate for ranges and whole GETs
-from the app itself; at least 0.9 of nginx's rate on both through the hand-off.
+from the app itself; at least 0.9 of nginx's rate on both through the hand-off (or the secure link).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -42,6 +44,7 @@ import httpx
 from audioverse.catalog.models import Audiobook
 from audioverse.config import Settings
 from audioverse.db import migrate_to_head, sqlalchemy_config
+from audioverse.signing import nginx_secure_link
 from bench.common import ROOT, RssSampler, create_admin, login, rss_bytes, running_service, wait_until_ready
 from tests.listening.nginx import START_TIMEOUT_SECONDS, NginxServer, run_nginx, start_nginx
 from tests.services import free_port, stop_process
@@ -53,7 +56,15 @@ WARM_UP_REQUESTS = 20
 RESULT = ROOT / "bench" / "results" / "stream_throughput.json"
 TEMPLATE = ROOT / "nginx" / "audioverse.conf.template"
 HAND_OFF_PREFIX = "/_audio/"
-HAND_OFF_BLOCKS = ("upstream audioverse_api", "location ~ ^/api/audiobooks/[0-9]+/stream/?$", "location /_audio/")
+HAND_OFF_BLOCKS = (
+    "upstream audioverse_api",
+    "location ~ ^/api/audiobooks/[0-9]+/stream/?$",
+    "location /_audio/",
+    "location /media/",
+    "location @link_refused",
+    "location @link_expired",
+)
+SECURE_LINK_SECRET = "the bench's secret, shared by nginx and the link"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -89,7 +100,7 @@ def hand_off_site(port: int, api: str, audio_root: Path) -> str:
         if found is None:
             raise RuntimeError(f"{TEMPLATE} has no `{opening} {{ … }}` block")
         blocks.append(found.group(0))
-    upstream, stream, audio = blocks
+    upstream, stream, audio, *secure_link = blocks
     # The template's server-level proxy settings (keep-alive to the upstream among them) the locations inherit.
     site = f"""
 {upstream}
@@ -104,9 +115,14 @@ server {{
     }}
 {stream}
 {audio}
+{chr(10).join(secure_link)}
 }}
 """
-    values = {"NGINX_API_SERVERS": f"server {api};", "NGINX_AUDIO_ROOT": str(audio_root)}
+    values = {
+        "NGINX_API_SERVERS": f"server {api};",
+        "NGINX_AUDIO_ROOT": str(audio_root),
+        "NGINX_SECURE_LINK_SECRET": SECURE_LINK_SECRET,
+    }
     return re.sub(r"\$\{(NGINX_\w+)\}", lambda match: values[match.group(1)], site)
 
 
@@ -227,7 +243,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULT)
     args = parser.parse_args()
     load_before = os.getloadavg()
-    contenders = ("nginx", "app", "hand_off")
+    contenders = ("nginx", "app", "hand_off", "secure_link")
     runs: dict[str, list[Run]] = {f"{name}_{workload}": [] for name in contenders for workload in ("ranges", "whole")}
     with tempfile.TemporaryDirectory(prefix="audioverse-bench-") as scratch:
         root = Path(scratch)
@@ -278,6 +294,11 @@ def main() -> None:
                     {"app": hand_off_process.pid, "nginx": front.process.pid},
                     front.url + hand_off_url,
                 ),
+                # What /playback/ hands out with AUDIOVERSE_STREAM_SECURE_LINK_SECRET: nginx alone checks it.
+                "secure_link": (
+                    {"app": hand_off_process.pid, "nginx": front.process.pid},
+                    front.url + nginx_secure_link(SECURE_LINK_SECRET, key, datetime.now(UTC) + timedelta(hours=1)),
+                ),
             }
             for pids, url in servers.values():
                 curl(pids, url, random_ranges(WARM_UP_REQUESTS, size, seed=0), root)
@@ -314,6 +335,8 @@ def main() -> None:
             "app_to_nginx_rate": round(ranged["app"]["per_s"] / ranged["nginx"]["per_s"], 3),
             "hand_off": ranged["hand_off"],
             "hand_off_to_nginx_rate": round(ranged["hand_off"]["per_s"] / ranged["nginx"]["per_s"], 3),
+            "secure_link": ranged["secure_link"],
+            "secure_link_to_nginx_rate": round(ranged["secure_link"]["per_s"] / ranged["nginx"]["per_s"], 3),
         },
         "whole_file_gets": {
             "gets_per_round": WHOLE_GETS,
@@ -322,6 +345,8 @@ def main() -> None:
             "app_to_nginx_rate": round(whole["app"]["mib_s"] / whole["nginx"]["mib_s"], 3),
             "hand_off": whole["hand_off"],
             "hand_off_to_nginx_rate": round(whole["hand_off"]["mib_s"] / whole["nginx"]["mib_s"], 3),
+            "secure_link": whole["secure_link"],
+            "secure_link_to_nginx_rate": round(whole["secure_link"]["mib_s"] / whole["nginx"]["mib_s"], 3),
         },
         "app_rss_baseline_mib": round(baseline / MIB, 1),
         "app_rss_peak_while_streaming_mib": round(peak / MIB, 1),

@@ -1,7 +1,8 @@
 """The shipped nginx template, run by Debian's nginx in front of two `audioverse run` processes.
 
-TLS from a throwaway CA, streams handed to nginx by X-Accel-Redirect, uploads streamed through, the
-size and rate limits, and the client address the API sees (only what its trusted proxy says).
+TLS from a throwaway CA, streams handed to nginx by X-Accel-Redirect, playback links nginx checks and
+serves itself (secure_link), uploads streamed through, the size and rate limits, and the client address
+the API sees (only what its trusted proxy says).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import wave
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -25,6 +27,7 @@ import pytest
 import trustme
 
 from audioverse.config import Settings
+from audioverse.signing import nginx_secure_link
 from tests.listening.nginx import start_nginx
 from tests.services import (
     MeilisearchServer,
@@ -46,6 +49,7 @@ APP_AUTH_LIMIT = 5
 """Failed logins per address the API allows in its window; nginx lets more through (its burst is 10)."""
 NGINX_START_SECONDS = 30
 NGINX_AUTH_LIMIT_DETAIL = "Too many requests to /api/auth/ from this address; wait a moment."
+SECURE_LINK_SECRET = "a secret nginx and the API share, never a client"
 
 
 def render_template(values: dict[str, str]) -> str:
@@ -108,6 +112,7 @@ async def front_settings(
             ),
             storage_local_dir=root / "storage",
             stream_accel_redirect_prefix="/_audio/",
+            stream_secure_link_secret=SECURE_LINK_SECRET,
             auth_rate_limit=APP_AUTH_LIMIT,
             migrate_on_startup=False,
         )
@@ -162,6 +167,7 @@ def front(front_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
                     "NGINX_MAX_UPLOAD": f"{MAX_UPLOAD_MIB}m",
                     "NGINX_AUTH_RATE": "5r/s",
                     "NGINX_AUTH_BURST": "10",
+                    "NGINX_SECURE_LINK_SECRET": SECURE_LINK_SECRET,
                 }
             )
         )
@@ -234,18 +240,57 @@ def test_an_upload_streams_through_and_nginx_serves_the_stream_ranges_itself(fro
         stored = next(front.storage.rglob("audio.wav"))
         original = audio.read_bytes()
         assert stored.read_bytes() == original
-        playback = client.get(f"/api/audiobooks/{created.json()['id']}/playback/", headers=headers).json()
-        ranged = client.get(playback["stream_url"], headers={"Range": "bytes=1000000-1999999"})
+        stream = f"/api/audiobooks/{created.json()['id']}/stream/"
+        ranged = client.get(stream, headers={**headers, "Range": "bytes=1000000-1999999"})
         assert ranged.status_code == 206, ranged.text
         assert ranged.content == original[1_000_000:2_000_000]
         assert ranged.headers["content-range"] == f"bytes 1000000-1999999/{len(original)}"
         assert "x-accel-redirect" not in ranged.headers  # nginx took the hand-off
         assert ranged.headers["server"].startswith("nginx")
-        whole = client.get(playback["stream_url"])
+        whole = client.get(stream, headers=headers)
         assert whole.status_code == 200
         assert whole.content == original
         # The hand-off's location is internal: a client cannot read storage through it.
         assert client.get(f"/_audio/{stored.relative_to(front.storage)}").status_code == 404
+
+
+def test_a_playback_link_is_checked_and_served_by_nginx_alone(front: Front, tmp_path: Path) -> None:
+    audio = wav(tmp_path / "short.wav", 2)
+    with front.client() as client:
+        headers = login(client)
+        with audio.open("rb") as handle:
+            created = client.post(
+                "/api/audiobooks/", headers=headers, data={"title": "Linked", "authors": "Porter"},
+                files={"audio": ("short.wav", handle, "audio/wav")},
+            )  # fmt: skip
+        assert created.status_code == 201, created.text
+        playback = client.get(f"/api/audiobooks/{created.json()['id']}/playback/", headers=headers).json()
+        link = playback["stream_url"]
+        assert link.startswith("/media/")
+        original = audio.read_bytes()
+        starts = (0, 70000, 1000000)
+        ranges = [client.get(link, headers={"Range": f"bytes={start}-{start + 65535}"}) for start in starts]
+        assert [answer.status_code for answer in ranges] == [206, 206, 206]
+        assert [answer.content for answer in ranges] == [original[start : start + 65536] for start in starts]
+        assert ranges[0].headers["content-type"] == "audio/wav"
+        assert ranges[0].headers["cache-control"] == "private, no-store"
+        # No range reached the API: each of its answers carries the request id it logged.
+        assert not any("x-request-id" in answer.headers for answer in ranges)
+        assert "x-request-id" in client.get("/api/health").headers
+
+        path, query = link.split("?", 1)
+        tampered = client.get(f"{path}?{query.replace('md5=', 'md5=A', 1)}")
+        assert (tampered.status_code, tampered.headers["content-type"]) == (403, "application/problem+json")
+        assert "ask /playback/" in tampered.json()["detail"]
+        # The signature covers the path: another path with this link's signature is refused before any lookup.
+        assert client.get(f"{path}.copy?{query}").status_code == 403
+        unsigned = client.get(path)
+        assert unsigned.status_code == 403
+        expired = nginx_secure_link(
+            SECURE_LINK_SECRET, path.removeprefix("/media/"), datetime.now(UTC) - timedelta(seconds=1)
+        )
+        gone = client.get(expired)
+        assert (gone.status_code, gone.json()["title"]) == (410, "Gone")
 
 
 def test_an_upload_past_nginxs_limit_is_refused_before_its_body(front: Front) -> None:

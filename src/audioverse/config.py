@@ -80,6 +80,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     stream_url_minutes: int = 240
     stream_chunk_bytes: int = 256 * 1024
     stream_accel_redirect_prefix: str | None = None
+    # Shared with nginx's secure_link (NGINX_SECURE_LINK_SECRET): with local storage, /playback/ hands out
+    # links nginx checks and serves itself, so a player's ranges never reach the API.
+    stream_secure_link_secret: str | None = None
     email_backend: Literal["file", "smtp"] = "file"
     email_from: str = "AudioVerse <no-reply@audioverse.local>"
     smtp_host: str = "127.0.0.1"

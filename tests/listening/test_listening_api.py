@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from audioverse.app import create_app
+from audioverse.config import Settings
 from audioverse.signing import verify_stream_token
 from audioverse.stats.services import streaks
 from tests.accounts.test_auth_flow import bearer
@@ -274,3 +280,22 @@ async def test_playback_start(client: Client, make_book: MakeBook, uploader: Tok
     assert resumed["playback_speed"] == 1.5
     assert (await client.get("/api/audiobooks/987654321/playback/", headers=bearer(uploader))).status_code == 404
     assert (await client.get(f"/api/audiobooks/{book_id}/playback/")).status_code == 401
+
+
+async def test_behind_nginx_playback_hands_out_a_link_nginx_checks_itself(
+    settings: Settings, make_book: MakeBook, uploader: Tokens
+) -> None:
+    secret = "shared with nginx's secure_link_md5"
+    book_id = await make_book(title="Linked")
+    app = create_app(msgspec.structs.replace(settings, stream_secure_link_secret=secret))
+    async with AsyncTestClient(app) as client:
+        body = (await client.get(f"/api/audiobooks/{book_id}/playback/", headers=bearer(uploader))).json()
+    link = urlsplit(body["stream_url"])
+    query = parse_qs(link.query)
+    expires = int(query["expires"][0])
+    assert expires == int(datetime.fromisoformat(body["stream_url_expires_at"]).timestamp())
+    # nginx: secure_link_md5 "$secure_link_expires$uri <secret>", base64url without padding.
+    digest = hashlib.md5(f"{expires}{unquote(link.path)} {secret}".encode(), usedforsecurity=False).digest()
+    assert query["md5"] == [base64.urlsafe_b64encode(digest).decode().rstrip("=")]
+    assert link.path.startswith("/media/")
+    assert "token" not in query

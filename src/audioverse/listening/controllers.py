@@ -88,6 +88,7 @@ class PlaybackController(Controller):
             audiobook_id,
             secret_key=secret_key,
             valid_for=timedelta(minutes=settings.stream_url_minutes),
+            secure_link_secret=settings.stream_secure_link_secret if settings.storage_backend == "local" else None,
         )
 
     @get("/bookmarks", summary="Your bookmarks in this book, by position", responses=NOT_FOUND)

@@ -41,7 +41,7 @@ from audioverse.listening.schemas import (
     ProgressWrite,
 )
 from audioverse.listening.views import progress_read
-from audioverse.signing import sign_stream_token
+from audioverse.signing import nginx_secure_link, sign_stream_token
 
 COMPLETION_TAIL_SECONDS = 30.0
 PLAY_WINDOW = timedelta(minutes=30)
@@ -420,17 +420,31 @@ class PlaybackService(SQLAlchemyAsyncRepositoryService[PlayWindow]):
 
     repository_type = PlayWindowRepository
 
-    async def start(self, user: User, audiobook_id: int, *, secret_key: str, valid_for: timedelta) -> Playback:
-        """Everything a player needs, with a stream URL signed for this listener and book."""
+    async def start(
+        self,
+        user: User,
+        audiobook_id: int,
+        *,
+        secret_key: str,
+        valid_for: timedelta,
+        secure_link_secret: str | None = None,
+    ) -> Playback:
+        """Everything a player needs, with a stream URL signed for this listener and book.
+
+        With ``secure_link_secret`` (local audio behind nginx) the URL is one nginx checks and serves itself.
+        """
         session = self.repository.session
         book = await find_book(session, audiobook_id)
         chapters = (await chapters_by_book(session, [audiobook_id])).get(audiobook_id, [])
         progress = await progress_of(session, user.id, audiobook_id)
         await self._count_play(user.id, audiobook_id)
         expires = utcnow().replace(microsecond=0) + valid_for
-        token = sign_stream_token(secret_key, user.id, audiobook_id, expires)
+        if secure_link_secret is None:
+            url = stream_url(audiobook_id, sign_stream_token(secret_key, user.id, audiobook_id, expires))
+        else:
+            url = nginx_secure_link(secure_link_secret, book.audio_key, expires)
         return Playback(
-            stream_url=stream_url(audiobook_id, token),
+            stream_url=url,
             stream_url_expires_at=expires,
             mime_type=book.mime_type,
             duration_seconds=book.duration_seconds,
