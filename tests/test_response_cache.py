@@ -1,4 +1,4 @@
-"""Cached discovery reads: served from the shared cache, ended by a write, validated by ETag; personal answers never shared."""
+"""Cached discovery reads: from the shared cache, ended by a write, validated by ETag; personal answers never shared."""
 
 from __future__ import annotations
 

@@ -21,12 +21,6 @@ ASSETS_PATH = "/assets"
 """Under the OpenAPI router's own path (``/api/schema/assets/...``), beside the schema it documents."""
 ASSETS_ROUTE_NAME = "api_docs_assets"
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-"""Every response's policy: only this origin's scripts, styles and connections; no inline code, no framing."""
-
 
 class LocalSwaggerRenderPlugin(SwaggerRenderPlugin):
     """Swagger UI from ``swagger-ui-bundle-v2`` and ``swagger-init.js``, served under the schema's path."""

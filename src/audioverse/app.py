@@ -28,7 +28,7 @@ from audioverse import __version__
 from audioverse.accounts.auth import build_jwt_auth
 from audioverse.accounts.controllers import AdminUsersController, AuthController, ProfileController
 from audioverse.allow import list_every_allowed_method
-from audioverse.api_docs import CONTENT_SECURITY_POLICY, LocalSwaggerRenderPlugin
+from audioverse.api_docs import LocalSwaggerRenderPlugin
 from audioverse.bodies import StrictJSONRequest
 from audioverse.body_timeout import BodyIdleTimeoutMiddleware
 from audioverse.catalog.controllers import (
@@ -44,6 +44,7 @@ from audioverse.catalog.seed import DemoSeeder
 from audioverse.catalog.services import SynonymService, ZeroResultService, ZeroResultTally
 from audioverse.cli import AudioverseCLIPlugin
 from audioverse.config import Settings
+from audioverse.csp import content_security_policy
 from audioverse.db import (
     ensure_data_dir,
     litestar_sqlalchemy_config,
@@ -86,6 +87,8 @@ from audioverse.stats.controllers import UserStatsController
 from audioverse.storage import Storage, build_storage
 from audioverse.task_registry import register_tasks
 from audioverse.types import PAGE_DEPENDENCY
+from audioverse.web.admin import AdminResources, admin_plugin
+from audioverse.web.player import player_router
 from search import SearchEngine, SearchEngineError
 
 OPENAPI_PATH = "/api/schema"
@@ -312,6 +315,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             NotificationPreferencesController,
             UnsubscribeController,
             MetricsController,
+            player_router,
         ],
         on_app_init=[jwt_auth.on_app_init],
         plugins=[
@@ -321,6 +325,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ClosedStructSchemaPlugin(),
             logging_plugin,
             AudioverseCLIPlugin(),
+            admin_plugin(
+                AdminResources(
+                    settings=settings,
+                    secret_key=secret_key,
+                    database=database,
+                    search=search,
+                    search_store=search_store,
+                    broker=broker,
+                    zero_result_tally=zero_result_tally,
+                    login_rate_limiter=auth_rate_limiter,
+                    storage=storage,
+                )
+            ),
         ],
         lifespan=[lifespan],
         middleware=[
@@ -360,7 +377,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             **PAGE_DEPENDENCY,
         },
         request_class=StrictJSONRequest,
-        response_headers=[ResponseHeader(name="Content-Security-Policy", value=CONTENT_SECURITY_POLICY)],
+        response_headers=[ResponseHeader(name="Content-Security-Policy", value=content_security_policy(settings))],
         request_max_body_size=settings.max_body_bytes,
         cors_config=CORSConfig(allow_origins=settings.cors_allow_origins) if settings.cors_allow_origins else None,
         openapi_config=OpenAPIConfig(

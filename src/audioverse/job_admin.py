@@ -51,6 +51,20 @@ def _next_run(crons: list[str], now: datetime) -> datetime:
     return min(next(CronSim(cron, now)) for cron in crons)
 
 
+async def scheduled_jobs(broker: AsyncBroker, store: Store) -> list[ScheduledJob]:
+    """Every scheduled job by name, with its last run (from ``store``) and its next: what the API and the admin show."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    jobs = []
+    for name, crons in sorted(_schedules(broker).items()):
+        job = ScheduledJob(name=name, schedule=crons, next_run_at=_next_run(crons, now))
+        if raw := await store.get(JOB_RUN_KEY_PREFIX + name):
+            run = msgspec.json.decode(raw, type=JobRun)
+            job.last_run_at, job.last_duration_seconds = run.started_at, run.duration_seconds
+            job.last_outcome, job.last_error = run.outcome, run.error
+        jobs.append(job)
+    return jobs
+
+
 class JobsController(Controller):
     path = "/api/admin/jobs"
     tags = ["admin"]
@@ -60,16 +74,7 @@ class JobsController(Controller):
     async def list_jobs(
         self, task_queue: NamedDependency[TaskQueue], search_store: NamedDependency[Store]
     ) -> list[ScheduledJob]:
-        now = datetime.now(UTC).replace(second=0, microsecond=0)
-        jobs = []
-        for name, crons in sorted(_schedules(task_queue.broker).items()):
-            job = ScheduledJob(name=name, schedule=crons, next_run_at=_next_run(crons, now))
-            if raw := await search_store.get(JOB_RUN_KEY_PREFIX + name):
-                run = msgspec.json.decode(raw, type=JobRun)
-                job.last_run_at, job.last_duration_seconds = run.started_at, run.duration_seconds
-                job.last_outcome, job.last_error = run.outcome, run.error
-            jobs.append(job)
-        return jobs
+        return await scheduled_jobs(task_queue.broker, search_store)
 
     @post(
         "/{name:str}/run",

@@ -63,6 +63,8 @@ class RequestLogMiddleware:
         request_id = request_id_from(Headers.from_scope(scope).get(REQUEST_ID_HEADER))
         started = time.perf_counter()
         status: int | None = None
+        # Read now: routing to a mounted app (the admin, static files) strips the mount's path from the scope.
+        path = scope["path"]
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal status
@@ -79,7 +81,7 @@ class RequestLogMiddleware:
                 logger.info(
                     "request",
                     method=scope["method"],
-                    path=scope["path"],
+                    path=path,
                     status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 )

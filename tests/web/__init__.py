@@ -1,0 +1,1 @@
+"""Tests of the browser apps served at ``/``."""
