@@ -55,7 +55,10 @@ class _InlineCode(HTMLParser):
 async def test_every_client_route_answers_the_app_page(client: AsyncTestClient[Litestar], path: str) -> None:
     response = await client.get(path)
     assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["content-disposition"] == 'inline; filename="index.html"'
+    head = await client.head(path)
+    assert (head.status_code, head.headers["etag"]) == (200, response.headers["etag"])
     assert '<script type="module" src="/static/player/js/app.js"></script>' in response.text
     assert '<html lang="en">' in response.text
 

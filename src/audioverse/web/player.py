@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litestar import Request, Response, Router, get
+from litestar import HttpMethod, Request, Response, Router, route
 from litestar.datastructures import CacheControlHeader
 from litestar.response import File
 from litestar.response.file import create_etag_for_file
@@ -73,10 +73,16 @@ async def _index_not_modified(request: Request[Any, Any, Any]) -> Response[bytes
     return _not_modified(request, INDEX_HTML)
 
 
-@get(CLIENT_ROUTES, include_in_schema=False, cache_control=REVALIDATE, before_request=_index_not_modified)
+@route(
+    CLIENT_ROUTES,
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
+    include_in_schema=False,
+    cache_control=REVALIDATE,
+    before_request=_index_not_modified,
+)
 async def index() -> File:
     """The app's one page; its modules read the address and draw the view."""
-    return File(INDEX_HTML, media_type="text/html; charset=utf-8", content_disposition_type="inline")
+    return File(INDEX_HTML, filename=INDEX_HTML.name, media_type="text/html", content_disposition_type="inline")
 
 
 player_router = Router(

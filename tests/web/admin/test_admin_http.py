@@ -308,3 +308,30 @@ async def test_an_upload_that_is_not_audio_is_refused_in_words_and_leaves_no_boo
     assert "Not uploaded: The audio file cannot be used" in (await admin_client.get(sent.headers["location"])).text
     found = (await admin_client.get("/api/audiobooks/", params={"q": tag})).json()
     assert all(item["title"] != f"Not audio {tag}" for item in found["items"])
+
+
+NOT_AN_ID = ["abc", "0", "-1", "1.5", "²", "99999999999999999999", "9" * 5000]
+
+
+@pytest.mark.parametrize(
+    "page", ["audiobook/details", "audiobook/edit", "author/edit", "review/details", "user-account/edit"]
+)
+async def test_an_address_that_names_no_row_is_404_not_500(admin_client: Client, settings: Settings, page: str) -> None:
+    admin = await account_with_role(admin_client, settings, Role.ADMIN)
+    assert (await sign_in(admin_client, admin)).status_code == 302
+    for identifier in NOT_AN_ID:
+        answer = await admin_client.get(f"/admin/{page}/{identifier}")
+        assert answer.status_code == 404, (identifier[:30], answer.status_code)
+
+
+async def test_moderating_a_review_that_cannot_exist_is_404_and_a_bad_page_number_is_the_first(
+    admin_client: Client, curator_signed_in: Identity
+) -> None:
+    token = await page_token(admin_client, "/admin/moderation")
+    for identifier in NOT_AN_ID:
+        answer = await admin_client.post(
+            f"/admin/moderation/{identifier}", data={"csrftoken": token, "status": "hidden", "reason": "spam"}
+        )
+        assert answer.status_code == 404, (identifier[:30], answer.status_code)
+    for page in ("²", "9" * 5000, "-3"):
+        assert (await admin_client.get("/admin/moderation", params={"page": page})).status_code == 200

@@ -18,6 +18,7 @@ from audioverse.config import Settings
 from audioverse.db import commit_and_settle
 from audioverse.ratelimit import RateLimiter
 from audioverse.storage import Storage
+from audioverse.types import MAX_ID
 from search import SearchEngine
 
 
@@ -62,3 +63,8 @@ async def committing_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with resources(request).database.get_session() as session:
         yield session
         await commit_and_settle(session)
+
+
+def is_row_id(text: str) -> bool:
+    """``text`` is an id a row can have (ASCII digits, 1 to 2**63 - 1); anything else in an address names no row."""
+    return text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ID)) and 1 <= int(text) <= MAX_ID

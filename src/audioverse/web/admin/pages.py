@@ -16,6 +16,7 @@ from sqladmin.flash import Flash
 from sqlalchemy.orm import selectinload
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUpload
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -31,7 +32,7 @@ from audioverse.reviews.models import Review, ReviewStatus
 from audioverse.reviews.schemas import Moderation
 from audioverse.reviews.services import ReviewService
 from audioverse.web.admin.auth import CSRF_FIELD
-from audioverse.web.admin.context import committing_session, resources, signed_in
+from audioverse.web.admin.context import committing_session, is_row_id, resources, signed_in
 
 MODERATION_PAGE_SIZE = 20
 ZERO_RESULTS_SHOWN = 50
@@ -49,7 +50,7 @@ def _problem(exc: Exception) -> str:
 
 def _page_number(request: Request) -> int:
     raw = request.query_params.get("page", "1")
-    return max(1, min(int(raw), 500)) if raw.isdigit() else 1
+    return max(1, min(int(raw), 500)) if is_row_id(raw) else 1
 
 
 class ModerationView(BaseView):
@@ -83,8 +84,10 @@ class ModerationView(BaseView):
         }
         return await self.templates.TemplateResponse(request, "audioverse/moderation.html", context)
 
-    @expose("/moderation/{review_id:int}", methods=["POST"], identity="moderate")
+    @expose("/moderation/{review_id}", methods=["POST"], identity="moderate")
     async def moderate(self, request: Request) -> Response:
+        if not is_row_id(request.path_params["review_id"]):
+            raise HTTPException(status_code=HTTPStatus.NOT_FOUND, detail="No such review.")
         form = await request.form()
         status = ReviewStatus.HIDDEN if form.get("status") == "hidden" else ReviewStatus.VISIBLE
         review_id = int(request.path_params["review_id"])

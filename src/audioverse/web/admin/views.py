@@ -13,7 +13,9 @@ from typing import Any, ClassVar
 import msgspec
 from sqladmin import ModelView
 from sqladmin.forms import ModelConverter, converts
+from sqlalchemy import Select
 from sqlalchemy.orm import ColumnProperty
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from wtforms import DateField, FloatField, Form, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Optional
@@ -26,7 +28,7 @@ from audioverse.catalog.services import AudiobookService, AuthorService, GenreSe
 from audioverse.errors import NotFound
 from audioverse.reviews.models import Review
 from audioverse.web.admin.auth import is_admin
-from audioverse.web.admin.context import committing_session, signed_in
+from audioverse.web.admin.context import committing_session, is_row_id, signed_in
 
 CATALOG = "Catalog"
 NAME_LISTS = frozenset({"authors", "narrators", "genres"})
@@ -96,6 +98,13 @@ class ServiceView(ModelView):
     can_export = False
     page_size = 25
     page_size_options: ClassVar[list[int]] = [25, 50, 100]
+
+    def _stmt_by_identifier(self, identifier: str) -> Select[Any]:
+        # Every model here has one 64-bit id: anything else in the address names no row (404, as in the
+        # API), where sqladmin would convert it and fail (500 for "abc" or an id past 64 bits).
+        if not is_row_id(identifier):
+            raise HTTPException(status_code=404, detail=f"No {self.name} with id {identifier[:40]!r}.")
+        return super()._stmt_by_identifier(identifier)
 
 
 class AudiobookAdmin(ServiceView, model=Audiobook):
