@@ -333,3 +333,17 @@ def test_a_device_coming_back_adopts_the_newer_place_another_device_reached_mean
     conflicts = [error for error in errors if "409" in error]
     assert conflicts, "the laptop's older place was not refused"
     assert not [error for error in errors if "409" not in error], errors
+
+
+@pytest.mark.parametrize("book_id", ["987654321", "99999999999999999999"])
+def test_a_book_address_that_names_no_book_shows_page_not_found(
+    browser: Browser, demo_server: Server, book_id: str
+) -> None:
+    errors: list[str] = []
+    page = Watched(browser, PHONE, errors, "phone").page
+    page.goto(f"{demo_server.url}/books/{book_id}")
+    expect(page.get_by_role("heading", level=1, name="Page not found")).to_be_visible()
+    # Only the API's own answer for the missing book (404, or 422 for an id past 64 bits), nothing else.
+    assert [
+        error for error in errors if f"/api/audiobooks/{book_id}/" not in error and "Failed to load" not in error
+    ] == []

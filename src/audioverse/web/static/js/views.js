@@ -291,14 +291,16 @@ function bookmarkDialog(book, position, onSaved) {
 }
 
 export async function bookView({ params }) {
-  const id = Number(params.id);
   let book;
   try {
-    book = await api(`/audiobooks/${id}/`);
+    // The address's digits as they are: a number past 2**53 would be rounded to another book's id.
+    book = await api(`/audiobooks/${params.id}/`);
   } catch (error) {
-    if (error instanceof ApiError && error.status === 404) return notFoundView();
+    // 422: an id no book can have (past 64 bits); to a reader it is the same missing page.
+    if (error instanceof ApiError && (error.status === 404 || error.status === 422)) return notFoundView();
     throw error;
   }
+  const id = book.id;
   const signedIn = isSignedIn();
   const [reviews, similar, me, entry] = await Promise.all([
     safely(api(`/audiobooks/${id}/reviews/?limit=10`), { items: [] }),
