@@ -8,38 +8,27 @@ shows. Screenshots of the main pages at desktop and phone width are written as a
 from __future__ import annotations
 
 import email
-import os
 import re
 import secrets
 import time
 from collections.abc import Iterator
 from email import policy
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import CHROMIUM_FLAGS, chromium_executable
 from tests.serving import Server, audioverse_run
+from tests.web.browsing import DESKTOP, PHONE, Watched, artifacts_dir, serious_problems
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).parents[2]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 PASSWORD = "a long listening phrase 42"
 RESUME_TOLERANCE_SECONDS = 2.0
 MAIL_WAIT_SECONDS = 15
-
-
-def artifacts_dir() -> Path:
-    directory = Path(os.environ.get("AUDIOVERSE_TEST_ARTIFACTS", REPO / "test-artifacts" / "screenshots"))
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 def with_a_typo(title: str) -> str:
@@ -70,31 +59,6 @@ def emailed_link(mail_dir: Path, address: str, page_path: str) -> str:
         time.sleep(0.2)
 
 
-class Watched:
-    """A browser context whose pages' console errors and uncaught errors are collected."""
-
-    def __init__(self, browser: Browser, viewport: dict[str, int], errors: list[str], name: str) -> None:
-        self.context: BrowserContext = browser.new_context(viewport=viewport)
-        self.page: Page = self.context.new_page()
-        self.page.set_default_timeout(15_000)
-        self.page.on("console", lambda message: self._console(name, message.type, message.text, errors))
-        self.page.on("pageerror", lambda error: errors.append(f"{name}: {error}"))
-        # Names the request behind a console's bare "Failed to load resource".
-        self.page.on(
-            "response",
-            lambda response: (
-                errors.append(f"{name}: {response.status} {response.request.method} {response.url}")
-                if response.status >= 400
-                else None
-            ),
-        )
-
-    @staticmethod
-    def _console(name: str, kind: str, text: str, errors: list[str]) -> None:
-        if kind == "error":
-            errors.append(f"{name}: {text}")
-
-
 def audio_time(page: Page) -> float:
     value: float = page.evaluate("document.getElementById('audio').currentTime")
     return value
@@ -105,16 +69,6 @@ def wait_until_playing(page: Page) -> None:
     page.wait_for_function("() => document.getElementById('audio').currentTime > 0")
 
 
-def serious_problems(page: Page, axe: Axe) -> list[str]:
-    results: dict[str, Any] = axe.run(page).response
-    return [
-        f"{violation['id']} ({violation['impact']}): {violation['help']} at "
-        f"{[node['target'] for node in violation['nodes']][:3]}"
-        for violation in results["violations"]
-        if violation["impact"] in {"serious", "critical"}
-    ]
-
-
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real server with the demo catalog for this module's browsers; its mail lands in ``<data>/mail``."""
@@ -122,18 +76,6 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         tmp_path_factory.mktemp("player") / "var", seed_demo_on_startup="true", password_hash_profile="cheapest"
     ) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, asked for before the server starts: a missing browser fails (CI) or skips at once."""
-    chromium = chromium_executable()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def mail_dir(server: Server) -> Path:

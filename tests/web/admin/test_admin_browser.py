@@ -15,11 +15,10 @@ from typing import Any
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import CHROMIUM_FLAGS, chromium_executable
 from tests.serving import Server, audioverse_run
-from tests.web.test_player_browser import DESKTOP, PHONE, Watched, artifacts_dir, serious_problems
+from tests.web.browsing import DESKTOP, PHONE, Watched, artifacts_dir, serious_problems
 
 pytestmark = pytest.mark.slow
 
@@ -48,17 +47,6 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         log_json="true",
     ) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = chromium_executable()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def api_review_by_the_demo_listener(server: Server, text: str) -> dict[str, Any]:

@@ -24,7 +24,13 @@ from audioverse.accounts.models import Role, User
 from audioverse.accounts.services import UserService
 from audioverse.catalog.models import Audiobook, Author, Chapter, Genre, Narrator
 from audioverse.catalog.schemas import AudiobookUpdate, PersonUpdate
-from audioverse.catalog.services import AudiobookService, AuthorService, GenreService, NarratorService
+from audioverse.catalog.services import (
+    AudiobookService,
+    AuthorService,
+    GenreService,
+    NarratorService,
+    PeopleService,
+)
 from audioverse.errors import NotFound
 from audioverse.reviews.models import Review
 from audioverse.web.admin.auth import is_admin
@@ -167,7 +173,20 @@ class AudiobookAdmin(ServiceView, model=Audiobook):
             await AudiobookService(session=session).remove(int(pk), signed_in(request))
 
 
-class AuthorAdmin(ServiceView, model=Author):
+class PersonAdmin(ServiceView):
+    """Authors and narrators: edited through their people service, as the API edits them."""
+
+    service_type: ClassVar[type[PeopleService[Any]]]
+
+    async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Any:
+        changes = _changes(data, PERSON_FIELDS, PersonUpdate)
+        async with committing_session(request) as session:
+            people = self.service_type(session=session)
+            await people.edit(int(pk), changes)
+            return await people.get(int(pk))
+
+
+class AuthorAdmin(PersonAdmin, model=Author):
     name = "Author"
     name_plural = "Authors"
     icon = "fa-solid fa-pen-nib"
@@ -179,15 +198,10 @@ class AuthorAdmin(ServiceView, model=Author):
     column_details_exclude_list: ClassVar[Any] = [Author.audiobooks]
     form_columns: ClassVar[Any] = [Author.name, Author.bio, Author.photo_url, Author.website]
 
-    async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Any:
-        changes = _changes(data, PERSON_FIELDS, PersonUpdate)
-        async with committing_session(request) as session:
-            authors = AuthorService(session=session)
-            await authors.edit(int(pk), changes)
-            return await authors.get(int(pk))
+    service_type = AuthorService
 
 
-class NarratorAdmin(ServiceView, model=Narrator):
+class NarratorAdmin(PersonAdmin, model=Narrator):
     name = "Narrator"
     name_plural = "Narrators"
     icon = "fa-solid fa-microphone"
@@ -199,12 +213,7 @@ class NarratorAdmin(ServiceView, model=Narrator):
     column_details_exclude_list: ClassVar[Any] = [Narrator.audiobooks]
     form_columns: ClassVar[Any] = [Narrator.name, Narrator.bio, Narrator.photo_url, Narrator.website]
 
-    async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Any:
-        changes = _changes(data, PERSON_FIELDS, PersonUpdate)
-        async with committing_session(request) as session:
-            narrators = NarratorService(session=session)
-            await narrators.edit(int(pk), changes)
-            return await narrators.get(int(pk))
+    service_type = NarratorService
 
 
 class GenreAdmin(ServiceView, model=Genre):
