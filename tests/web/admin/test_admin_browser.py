@@ -30,6 +30,7 @@ MAIN_PAGES = {
     "audiobook-edit": "/admin/audiobook/edit/1",
     "reviews": "/admin/review/list",
     "upload": "/admin/upload",
+    "chapters": "/admin/chapters?book=1",
     "moderation": "/admin/moderation",
     "search": "/admin/search",
     "recommendations": "/admin/recommendations",

@@ -335,3 +335,43 @@ async def test_moderating_a_review_that_cannot_exist_is_404_and_a_bad_page_numbe
         assert answer.status_code == 404, (identifier[:30], answer.status_code)
     for page in ("²", "9" * 5000, "-3"):
         assert (await admin_client.get("/admin/moderation", params={"page": page})).status_code == 200
+
+
+async def test_a_curator_replaces_a_books_chapters_as_text_and_the_api_serves_them(
+    admin_client: Client, curator_signed_in: Identity, make_book: MakeBook, tag: str
+) -> None:
+    book_id = await make_book(title=f"Chaptered {tag}", duration=600.0, chapters=3)
+    page = await admin_client.get("/admin/chapters", params={"book": str(book_id)})
+    assert page.status_code == 200, page.text
+    assert "0:00:00 " in page.text
+    assert "0:10:00 long" in page.text
+    token = await page_token(admin_client, f"/admin/chapters?book={book_id}")
+
+    async def save(text: str) -> str:
+        answer = await admin_client.post(f"/admin/chapters/{book_id}", data={"csrftoken": token, "chapters": text})
+        assert answer.status_code == 303, answer.text
+        return (await admin_client.get(answer.headers["location"])).text
+
+    shown = await save("0:00 Arrival\n\n2:30.5 The storm\n450 Home again")
+    assert "Saved 3 chapters." in shown
+    chapters = (await admin_client.get(f"/api/audiobooks/{book_id}/chapters/")).json()
+    assert [(c["title"], c["start_time_seconds"], c["end_time_seconds"]) for c in chapters] == [
+        ("Arrival", 0.0, 150.5),
+        ("The storm", 150.5, 450.0),
+        ("Home again", 450.0, 600.0),
+    ]
+    # Refused in words and nothing changes: a line that is no chapter, starts out of order, past the end.
+    for text, words in [
+        ("0:00 Arrival\nsoon The storm", "Line 2 is not a start time and a title"),
+        ("0:00 Arrival\n5:00 Late\n2:00 Early", "Chapters not saved"),
+        ("0:00 Arrival\n11:00 After the end", "Chapters not saved"),
+    ]:
+        assert words in await save(text)
+    again = (await admin_client.get(f"/api/audiobooks/{book_id}/chapters/")).json()
+    assert [chapter["title"] for chapter in again] == ["Arrival", "The storm", "Home again"]
+    assert (
+        await admin_client.post("/admin/chapters/abc", data={"csrftoken": token, "chapters": "0 A"})
+    ).status_code == 404
+    missing = await admin_client.get("/admin/chapters", params={"book": "987654321"})
+    assert "No audiobook with id 987654321." in missing.text
+    assert "Save chapters" not in missing.text

@@ -1,14 +1,16 @@
-"""The admin's own pages: moderation queue, search, recommendations, jobs; each calls what its API route calls.
+"""The admin's own pages: upload, chapters, moderation, search, recommendations, jobs; each calls its API route's code.
 
 Search shows the index status with the reindex button, the synonyms and the zero-result report.
 """
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
 import msgspec
+from advanced_alchemy.exceptions import NotFoundError as RepositoryNotFound
 from advanced_alchemy.filters import LimitOffset
 from litestar.datastructures import UploadFile
 from sqladmin import BaseView, expose
@@ -23,9 +25,9 @@ from starlette.responses import RedirectResponse, Response
 from audioverse.catalog.indexing import index_status, start_reindex
 from audioverse.catalog.ingest import ingest
 from audioverse.catalog.models import Audiobook
-from audioverse.catalog.schemas import SynonymSetsWrite
+from audioverse.catalog.schemas import ChapterWrite, SynonymSetsWrite
 from audioverse.catalog.services import AudiobookService, SynonymService, ZeroResultService
-from audioverse.errors import DomainError
+from audioverse.errors import DomainError, Unprocessable
 from audioverse.job_admin import scheduled_jobs
 from audioverse.recommendations.services import RecommendationService
 from audioverse.reviews.models import Review, ReviewStatus
@@ -174,6 +176,92 @@ class UploadView(BaseView):
         )
 
 
+CHAPTER_LINE = re.compile(r"^\s*(?P<start>\d{1,6}(?::\d{1,2}){0,2}(?:\.\d{1,3})?)\s+(?P<title>\S.*?)\s*$")
+
+
+def _seconds(clock: str) -> float:
+    """``1:02:03.5``, ``62:03`` or ``3723.5`` in seconds."""
+    seconds = 0.0
+    for part in clock.split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+def _clock(seconds: float) -> str:
+    whole, fraction = divmod(round(seconds * 1000), 1000)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" + (f".{fraction:03d}" if fraction else "")
+
+
+def _parse_chapters(text: str, duration: float) -> list[ChapterWrite]:
+    """One chapter a line, ``start title``; each ends where the next starts, the last at the book's end."""
+    starts: list[tuple[float, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        found = CHAPTER_LINE.match(line)
+        if found is None:
+            raise Unprocessable(f"Line {number} is not a start time and a title: {line.strip()[:60]!r}.")
+        starts.append((_seconds(found["start"]), found["title"]))
+    ends = [start for start, _ in starts[1:]] + [duration]
+    return msgspec.convert(
+        [
+            {"title": title, "start_time_seconds": start, "end_time_seconds": end}
+            for (start, title), end in zip(starts, ends, strict=True)
+        ],
+        list[ChapterWrite],
+    )
+
+
+class ChaptersView(BaseView):
+    """A book's chapter list as text, replaced whole through the same service as ``PUT .../chapters/``."""
+
+    name = "Edit chapters"
+    icon = "fa-solid fa-list-ol"
+    category = "Catalog"
+
+    @expose("/chapters", methods=["GET"], identity="chapters")
+    async def form(self, request: Request) -> Response:
+        wanted = request.query_params.get("book", "")
+        context: dict[str, Any] = {"title": "Edit chapters", "book": None, "wanted": wanted[:40]}
+        if wanted:
+            if not is_row_id(wanted):
+                Flash.error(request, "A book id is a whole number.")
+            else:
+                try:
+                    async with committing_session(request) as session:
+                        book = await AudiobookService(session=session).book(int(wanted))
+                except RepositoryNotFound:
+                    Flash.error(request, f"No audiobook with id {wanted}.")
+                else:
+                    context["book"] = book
+                    context["chapter_text"] = "\n".join(
+                        f"{_clock(chapter.start_time_seconds)} {chapter.title}" for chapter in book.chapters
+                    )
+                    context["length"] = _clock(book.duration_seconds)
+        return await self.templates.TemplateResponse(request, "audioverse/chapters.html", context)
+
+    @expose("/chapters/{book_id}", methods=["POST"], identity="chapters-save")
+    async def save(self, request: Request) -> Response:
+        if not is_row_id(request.path_params["book_id"]):
+            raise HTTPException(status_code=HTTPStatus.NOT_FOUND, detail="No such book.")
+        book_id = int(request.path_params["book_id"])
+        form = await request.form()
+        try:
+            async with committing_session(request) as session:
+                books = AudiobookService(session=session)
+                duration = (await books.book(book_id)).duration_seconds
+                chapters = _parse_chapters(str(form.get("chapters") or ""), duration)
+                saved = await books.replace_chapters(book_id, chapters, signed_in(request))
+        except RepositoryNotFound:
+            Flash.error(request, f"Chapters not saved: no audiobook with id {book_id}.")
+        except (DomainError, msgspec.ValidationError) as exc:
+            Flash.error(request, f"Chapters not saved: {_problem(exc)}")
+        else:
+            Flash.success(request, f"Saved {len(saved)} chapters.")
+        return _see_other(request, "admin:view-chapters", book=str(book_id))
+
+
 class SearchView(BaseView):
     name = "Search"
     icon = "fa-solid fa-magnifying-glass"
@@ -260,4 +348,11 @@ class JobsView(BaseView):
         return await self.templates.TemplateResponse(request, "audioverse/jobs.html", context)
 
 
-PAGE_VIEWS: list[type[BaseView]] = [UploadView, ModerationView, SearchView, RecommendationsView, JobsView]
+PAGE_VIEWS: list[type[BaseView]] = [
+    UploadView,
+    ChaptersView,
+    ModerationView,
+    SearchView,
+    RecommendationsView,
+    JobsView,
+]
