@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -375,3 +376,29 @@ async def test_a_curator_replaces_a_books_chapters_as_text_and_the_api_serves_th
     missing = await admin_client.get("/admin/chapters", params={"book": "987654321"})
     assert "No audiobook with id 987654321." in missing.text
     assert "Save chapters" not in missing.text
+
+
+async def test_a_form_past_the_pages_limit_is_refused_before_it_is_read(
+    admin_client: Client, curator_signed_in: Identity, settings: Settings
+) -> None:
+    # The login form, open to anyone: a body past the API's JSON limit is refused unread (never spooled).
+    too_big = b"x" * (settings.max_body_bytes + 1)
+    refused = await admin_client.post(
+        "/admin/login", content=too_big, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert refused.status_code == 413
+
+    async def in_chunks() -> AsyncIterator[bytes]:
+        yield b"synonyms=a"
+        yield b",b"
+
+    chunked = await admin_client.post(
+        "/admin/search/synonyms",
+        content=in_chunks(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert chunked.status_code == 411
+    lying = await admin_client.post(
+        "/admin/upload", content=b"", headers={"Content-Length": "9" * 40, "Content-Type": "multipart/form-data"}
+    )
+    assert lying.status_code == 413

@@ -8,6 +8,8 @@ sqladmin's, writes go through our services (:mod:`.views`, :mod:`.pages`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ from litestar import asgi
 from litestar.config.app import AppConfig
 from litestar.types import Message, Receive, Scope, Send
 from sqladmin_litestar_plugin import SQLAdminPlugin
+from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
@@ -31,6 +35,7 @@ ADMIN_PATH = "/admin"
 HERE = Path(__file__).parent
 STATIC_ROUTE = "audioverse-static"
 STATIC_PATHS = (f"{ADMIN_PATH}/statics/", f"{ADMIN_PATH}/audioverse/")
+UPLOAD_PATH = f"{ADMIN_PATH}/upload"
 
 
 class AdminPlugin(SQLAdminPlugin):
@@ -40,14 +45,15 @@ class AdminPlugin(SQLAdminPlugin):
     mounted ASGI app's.
     """
 
-    def __init__(self, headers: list[tuple[bytes, bytes]], **options: Any) -> None:
+    def __init__(self, headers: list[tuple[bytes, bytes]], body_limits: BodyLimits, **options: Any) -> None:
         super().__init__(**options)
         self.headers = headers
+        self.body_limits = body_limits
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         for view in self.views:
             self.admin.add_view(view)
-        starlette_app, headers = self.starlette_app, self.headers
+        starlette_app, headers, body_limits = self.starlette_app, self.headers, self.body_limits
         logger = structlog.get_logger(__name__)
 
         @asgi(ADMIN_PATH, is_mount=True, opt=PUBLIC, copy_scope=True)
@@ -66,6 +72,10 @@ class AdminPlugin(SQLAdminPlugin):
             scoped: dict[str, Any] = dict(scope)
             # Litestar strips the mount path; sqladmin builds its links from the full one.
             scoped["path"] = ADMIN_PATH + scope["path"]
+            if refusal := body_limits.refusal(scoped):
+                # Starlette would spool a form of any size to disk (the login form too, before anyone signs in).
+                await refusal(scoped, receive, with_headers)  # type: ignore[arg-type]
+                return
             try:
                 await starlette_app(scoped, receive, with_headers)  # type: ignore[arg-type]
             except Exception:  # Starlette has already answered 500; nothing is left to send
@@ -73,6 +83,34 @@ class AdminPlugin(SQLAdminPlugin):
 
         app_config.route_handlers.append(admin_app)
         return app_config
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """The largest body the admin reads: an upload's on the upload page, the API's JSON limit elsewhere."""
+
+    form_bytes: int
+    upload_bytes: int
+
+    def refusal(self, scope: dict[str, Any]) -> Response | None:
+        """413 for a body past the page's limit, 411 for one sent in chunks of unknown total; ``None`` to go on."""
+        if scope["method"] in {"GET", "HEAD", "OPTIONS"}:
+            return None
+        # The upload form carries its fields and a cover beside the audio.
+        limit = self.upload_bytes + self.form_bytes if scope["path"] == UPLOAD_PATH else self.form_bytes
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
+        if length is None:
+            # No length and no chunks is no body (a DELETE); chunks of unknown total are not taken.
+            if "transfer-encoding" not in headers:
+                return None
+            return PlainTextResponse("A form needs a Content-Length.", status_code=HTTPStatus.LENGTH_REQUIRED)
+        if not (length.isascii() and length.isdigit()) or len(length) > len(str(limit)) or int(length) > limit:
+            return PlainTextResponse(
+                f"The form is larger than this page takes ({limit} bytes).",
+                status_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+        return None
 
 
 def open_to(entry: Any, request: Request) -> bool:
@@ -83,7 +121,9 @@ def open_to(entry: Any, request: Request) -> bool:
 def admin_plugin(admin_resources: AdminResources) -> AdminPlugin:
     """The admin for one app: its database, search engine, stores and secret."""
     auth = AdminAuth(admin_resources)
+    settings = admin_resources.settings
     plugin = AdminPlugin(
+        body_limits=BodyLimits(form_bytes=settings.max_body_bytes, upload_bytes=settings.max_upload_bytes),
         headers=[
             (b"content-security-policy", content_security_policy(admin_resources.settings).encode()),
             (b"x-content-type-options", b"nosniff"),
