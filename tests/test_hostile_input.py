@@ -368,3 +368,11 @@ async def test_picture_form_refuses_text_and_nul_names(client: Client, admin: To
     ]:
         response = await client.put("/api/users/me/picture/", headers=bearer(admin), **kwargs)
         assert_problem(response, 400, 413, 422)
+
+
+async def test_an_asset_name_no_file_can_have_is_404(client: AsyncTestClient[Litestar]) -> None:
+    # A name past the file system's 255 characters, a file taken for a folder, a NUL: 500 before.
+    for name in ("a" * 300, "swagger-ui.css/more", "a%00b", "a/" * 3000):
+        for prefix in ("/api/schema/assets/", "/static/player/"):
+            answer = await client.get(prefix + name)
+            assert answer.status_code == 404, (prefix, name[:20], answer.status_code)

@@ -16,6 +16,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
+from audioverse.static_files import SERVED_FILES
+
 DOCS_STATIC_DIR = Path(__file__).parent / "static" / "docs"
 ASSETS_PATH = "/assets"
 """Under the OpenAPI router's own path (``/api/schema/assets/...``), beside the schema it documents."""
@@ -55,5 +57,6 @@ class LocalSwaggerRenderPlugin(SwaggerRenderPlugin):
                 directories=[Path(swagger_ui_path), DOCS_STATIC_DIR],
                 name=ASSETS_ROUTE_NAME,
                 include_in_schema=False,
+                file_system=SERVED_FILES,
             )
         )

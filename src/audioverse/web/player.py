@@ -18,6 +18,8 @@ from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_304_NOT_MODIFIED
 
 from audioverse.accounts.auth import PUBLIC
+from audioverse.static_files import SERVED_FILES
+from audioverse.types import Id
 
 STATIC_DIR = Path(__file__).parent / "static"
 INDEX_HTML = STATIC_DIR / "index.html"
@@ -25,7 +27,6 @@ ASSETS_PATH = "/static/player"
 CLIENT_ROUTES = [
     "/",
     "/search",
-    "/books/{book_id:int}",
     "/library",
     "/favorites",
     "/history",
@@ -36,7 +37,7 @@ CLIENT_ROUTES = [
     "/forgot-password",
     "/reset-password",
 ]
-"""Paths the app draws in the browser; a reload or a link from an email lands on any of them."""
+"""Paths the app draws in the browser; a reload or a link from an email lands on any of them (and a book's page)."""
 
 REVALIDATE = CacheControlHeader(no_cache=True)
 """Assets keep fixed names, so a browser revalidates each use (a 304 by ETag) instead of guessing an age."""
@@ -45,7 +46,7 @@ REVALIDATE = CacheControlHeader(no_cache=True)
 def _etag_of(path: Path) -> str | None:
     try:
         info = path.stat()
-    except OSError:
+    except (OSError, ValueError):
         return None
     return create_etag_for_file(path=path, modified_time=info.st_mtime, file_size=info.st_size)
 
@@ -63,10 +64,17 @@ def _not_modified(request: Request[Any, Any, Any], path: Path) -> Response[bytes
 
 async def _asset_not_modified(request: Request[Any, Any, Any]) -> Response[bytes] | None:
     relative = str(request.path_params.get("file_path", "")).lstrip("/")
-    candidate = (STATIC_DIR / relative).resolve()
+    try:
+        candidate = (STATIC_DIR / relative).resolve()
+    except (OSError, ValueError):  # a name no file can have (a NUL, a loop): the router answers 404
+        return None
     if not candidate.is_relative_to(STATIC_DIR.resolve()):
         return None
     return _not_modified(request, candidate)
+
+
+def _index_file() -> File:
+    return File(INDEX_HTML, filename=INDEX_HTML.name, media_type="text/html", content_disposition_type="inline")
 
 
 async def _index_not_modified(request: Request[Any, Any, Any]) -> Response[bytes] | None:
@@ -82,13 +90,26 @@ async def _index_not_modified(request: Request[Any, Any, Any]) -> Response[bytes
 )
 async def index() -> File:
     """The app's one page; its modules read the address and draw the view."""
-    return File(INDEX_HTML, filename=INDEX_HTML.name, media_type="text/html", content_disposition_type="inline")
+    return _index_file()
+
+
+@route(
+    "/books/{book_id:int}",
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
+    include_in_schema=False,
+    cache_control=REVALIDATE,
+    before_request=_index_not_modified,
+)
+async def book_page(book_id: Id) -> File:
+    """The app's page for a book; an id no book can have (0, past 64 bits) is refused as the API refuses it."""
+    return _index_file()
 
 
 player_router = Router(
     path="/",
     route_handlers=[
         index,
+        book_page,
         create_static_files_router(
             path=ASSETS_PATH,
             directories=[STATIC_DIR],
@@ -96,6 +117,7 @@ player_router = Router(
             cache_control=REVALIDATE,
             before_request=_asset_not_modified,
             include_in_schema=False,
+            file_system=SERVED_FILES,
         ),
     ],
     opt=PUBLIC,
