@@ -15,11 +15,12 @@ from litestar.params import Body, JSONBody, Parameter
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audioverse.accounts.auth import PUBLIC, bearer_user
+from audioverse.accounts.auth import PUBLIC, USER_CHECKED_BY_HANDLER, TokenHolder, bearer_user
 from audioverse.accounts.models import User
 from audioverse.config import Settings
 from audioverse.errors import Forbidden, Unauthorized, problem_responses
 from audioverse.listening.deps import DEPENDENCIES
+from audioverse.listening.progress_batch import ProgressSaves
 from audioverse.listening.schemas import (
     SHELF_MAX_LENGTH,
     BookmarkPatch,
@@ -271,15 +272,17 @@ class ProgressController(Controller):
         # An upsert either way: POST answers 200 like PUT, not 201.
         status_code=HTTPStatus.OK,
         responses=PROGRESS_ERRORS,
+        # The token's account is read with the rest of the batch the save joins.
+        opt=USER_CHECKED_BY_HANDLER,
     )
     async def save_progress(
         self,
         audiobook_id: Id,
         data: JSONBody[ProgressWrite],
-        request: Request[User, Any, Any],
-        progress_service: NamedDependency[ProgressService],
+        request: Request[TokenHolder, Any, Any],
+        progress_saves: NamedDependency[ProgressSaves],
     ) -> ProgressRead:
-        return await progress_service.save(request.user, audiobook_id, data)
+        return await progress_saves.save(request.user, audiobook_id, data)
 
 
 class LibraryController(Controller):

@@ -5,16 +5,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import msgspec
 from advanced_alchemy.filters import LimitOffset
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
 from litestar.stores.base import Store
-from sqlalchemy import ColumnElement, Executable, and_, bindparam, false, func, not_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Table,
+    and_,
+    bindparam,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from audioverse.accounts.models import User
 from audioverse.catalog.models import Audiobook, Chapter
@@ -79,33 +92,33 @@ def effective_time(client_updated_at: datetime, client_sent_at: datetime | None,
 OLDEST_UPDATE = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def stale_update(*, own_clock: bool) -> ColumnElement[bool]:
+def stale_update(incoming: ReadOnlyColumnCollection[str, Any], *, own_clock: bool) -> ColumnElement[bool]:
     """The SQL condition under which the stored progress refuses an update (the upsert's guard).
 
-    Bound later: ``device_id``, ``client_updated_at``, ``effective_at``, ``position_seconds`` and the
-    moments ``reorder_after`` (now - REORDER_WINDOW) and ``handover_after`` (now - HANDOVER_WINDOW).
-    A device's own order (its clock) only counts for an update stamped by that clock (``own_clock``):
-    one without ``client_updated_at`` is dated by the server and ordered by its arrival.
+    ``incoming`` is the upsert's ``excluded`` row (its ``device_id``, ``client_updated_at``,
+    ``effective_at`` and ``position_seconds``); bound later: the moments ``reorder_after``
+    (now - REORDER_WINDOW) and ``handover_after`` (now - HANDOVER_WINDOW). A device's own order (its
+    clock) only counts for an update stamped by that clock (``own_clock``): one without
+    ``client_updated_at`` is dated by the server and ordered by its arrival.
     """
     stored = ListeningProgress.__table__.c
-    same_device = stored.device_id.is_not_distinct_from(bindparam("device_id", type_=stored.device_id.type))
+    same_device = stored.device_id.is_not_distinct_from(incoming.device_id)
     own_clock_says_older = (
         and_(
             same_device,
-            stored.client_updated_at >= bindparam("client_updated_at", type_=stored.client_updated_at.type),
+            stored.client_updated_at >= incoming.client_updated_at,
             stored.updated_at > bindparam("reorder_after", type_=stored.updated_at.type),
         )
         if own_clock
         else false()
     )
     return or_(
-        stored.effective_at >= bindparam("effective_at", type_=stored.effective_at.type),
+        stored.effective_at >= incoming.effective_at,
         own_clock_says_older,
         and_(
             not_(same_device),
             stored.updated_at > bindparam("handover_after", type_=stored.updated_at.type),
-            stored.position_seconds - HANDOVER_REWIND_LIMIT_SECONDS
-            > bindparam("position_seconds", type_=stored.position_seconds.type),
+            stored.position_seconds - HANDOVER_REWIND_LIMIT_SECONDS > incoming.position_seconds,
         ),
     )
 
@@ -126,38 +139,58 @@ PROGRESS_COLUMNS = (
 )
 
 
-@cache
-def progress_upsert(dialect: str, *, own_clock: bool) -> Executable:
-    """The guarded upsert of one listener's place in a book, built once per dialect: only parameters vary.
+PROGRESS_TABLE = cast("Table", ListeningProgress.__table__)
+LEDGER_TABLE = cast("Table", ListeningLedger.__table__)
 
-    Built per request it cost a tenth of a save's CPU (the ``excluded`` alias alone); it returns the
-    row's id when the update is taken and nothing when the guard (:func:`stale_update`) refuses it.
-    """
+
+def guarded_progress_upsert(insert: postgresql.Insert | sqlite.Insert, *, own_clock: bool) -> Executable:
+    """``insert`` (of :data:`PROGRESS_COLUMNS`) made an upsert that the guard (:func:`stale_update`) may refuse."""
     table = ListeningProgress.__table__
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ListeningProgress).values(
-        {name: bindparam(name, type_=table.c[name].type) for name in PROGRESS_COLUMNS}
-    )
     kept = {"user_id", "audiobook_id", "created_at"}
     changed: dict[str, Any] = {name: insert.excluded[name] for name in PROGRESS_COLUMNS if name not in kept}
     # Keep the first completion time when a finished book is touched again.
     changed["completed_at"] = func.coalesce(table.c.completed_at, insert.excluded.completed_at)
     return insert.on_conflict_do_update(
-        index_elements=["user_id", "audiobook_id"], set_=changed, where=not_(stale_update(own_clock=own_clock))
-    ).returning(table.c.id)
+        index_elements=["user_id", "audiobook_id"],
+        set_=changed,
+        where=not_(stale_update(insert.excluded, own_clock=own_clock)),
+    ).returning(table.c.user_id, table.c.audiobook_id)
+
+
+@cache
+def progress_upsert(dialect: str, *, own_clock: bool) -> Executable:
+    """The guarded upsert of one listener's place in a book, built once per dialect: only parameters vary.
+
+    Built per request it cost a tenth of a save's CPU (the ``excluded`` alias alone); it returns the
+    row's key when the update is taken and nothing when the guard refuses it.
+    """
+    table = PROGRESS_TABLE
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(
+        {name: bindparam(name, type_=table.c[name].type) for name in PROGRESS_COLUMNS}
+    )
+    return guarded_progress_upsert(insert, own_clock=own_clock)
+
+
+def added_listening(insert: postgresql.Insert | sqlite.Insert) -> Executable:
+    """``insert`` (of a ledger row) made to add its seconds to the listener's day with the book."""
+    table = ListeningLedger.__table__
+    return insert.on_conflict_do_update(
+        index_elements=["user_id", "audiobook_id", "day"],
+        set_={"seconds": table.c.seconds + insert.excluded.seconds, "updated_at": insert.excluded.updated_at},
+    )
+
+
+LEDGER_COLUMNS = ("user_id", "audiobook_id", "day", "seconds", "created_at", "updated_at")
 
 
 @cache
 def ledger_upsert(dialect: str) -> Executable:
     """Add seconds to a listener's day with a book, built once per dialect."""
-    table = ListeningLedger.__table__
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ListeningLedger).values(
-        {name: bindparam(name, type_=table.c[name].type) for name in ("user_id", "audiobook_id", "day", "seconds")}
-        | {"created_at": bindparam("at", type_=table.c.created_at.type), "updated_at": bindparam("at")}
+    table = LEDGER_TABLE
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(
+        {name: bindparam(name, type_=table.c[name].type) for name in LEDGER_COLUMNS}
     )
-    return insert.on_conflict_do_update(
-        index_elements=["user_id", "audiobook_id", "day"],
-        set_={"seconds": table.c.seconds + insert.excluded.seconds, "updated_at": insert.excluded.updated_at},
-    )
+    return added_listening(insert)
 
 
 # The book's length and the chapter playing at a position, in one read.
@@ -219,10 +252,14 @@ def stream_url(audiobook_id: int, token: str) -> str:
 # Reads the listening services share: the book, its chapters, a listener's progress, a page's books.
 
 
+def no_such_book(audiobook_id: int) -> NotFound:
+    return NotFound(f"No audiobook with id {audiobook_id}.")
+
+
 async def find_book(session: AsyncSession, audiobook_id: int) -> Audiobook:
     book = await session.get(Audiobook, audiobook_id)
     if book is None:
-        raise NotFound(f"No audiobook with id {audiobook_id}.")
+        raise no_such_book(audiobook_id)
     return book
 
 
@@ -259,6 +296,110 @@ async def progress_read_of(session: AsyncSession, progress: ListeningProgress) -
     return progress_read(progress, chapters.get(progress.audiobook_id, []))
 
 
+class ProgressKey(NamedTuple):
+    user_id: int
+    audiobook_id: int
+
+
+class BookAt(NamedTuple):
+    """A book's length and the chapter playing at a position (:data:`BOOK_AND_CHAPTER_AT`)."""
+
+    duration_seconds: float
+    chapter: int | None
+
+
+class PlannedSave(NamedTuple):
+    """What saving one update writes, and answers if the guard takes it."""
+
+    key: ProgressKey
+    data: ProgressWrite
+    row: dict[str, Any]
+    """The upsert's parameters: :data:`PROGRESS_COLUMNS` and the guard's moments."""
+    own_clock: bool
+    listened_seconds: float
+    now: datetime
+    answer: ProgressRead
+
+    @property
+    def ledger_row(self) -> dict[str, Any]:
+        return {
+            "user_id": self.key.user_id,
+            "audiobook_id": self.key.audiobook_id,
+            "day": self.now.date(),
+            "seconds": self.listened_seconds,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+
+
+def plan_save(
+    key: ProgressKey,
+    data: ProgressWrite,
+    book: BookAt,
+    previous: StoredPlace | None,
+    default_speed: float,
+    now: datetime,
+) -> PlannedSave:
+    """The row an update writes over ``previous`` (the stored place), or ``Unprocessable`` past the book's end."""
+    if data.position_seconds > book.duration_seconds:
+        raise Unprocessable(
+            f"The position is past the end of the book ({book.duration_seconds:.3f} s).",
+            errors=[FieldError(field="position_seconds", message="Must lie within the book's duration.")],
+        )
+    client_stamp = as_utc(data.client_updated_at) if data.client_updated_at else None
+    stamp = client_stamp or now
+    # A sending time only means something beside a stamp from the same (device) clock.
+    sent = as_utc(data.client_sent_at) if data.client_sent_at and data.client_updated_at else None
+    effective = effective_time(stamp, sent, now)
+    speed = data.playback_speed or (previous.playback_speed if previous else default_speed)
+    completed = bool(data.is_completed) or data.position_seconds >= book.duration_seconds - COMPLETION_TAIL_SECONDS
+    if data.is_completed is False:
+        completed = False
+    row = {
+        "user_id": key.user_id,
+        "audiobook_id": key.audiobook_id,
+        "position_seconds": data.position_seconds,
+        "is_completed": completed,
+        "playback_speed": speed,
+        "client_updated_at": stamp,
+        "effective_at": effective,
+        "device_id": data.device_id,
+        "last_listened_at": now,
+        "completed_at": now if completed else None,
+        "created_at": now,
+        "updated_at": now,
+        "reorder_after": now - REORDER_WINDOW,
+        "handover_after": now - HANDOVER_WINDOW,
+    }
+    return PlannedSave(
+        key=key,
+        data=data,
+        row=row,
+        own_clock=client_stamp is not None,
+        listened_seconds=listened_seconds(previous, data.position_seconds, speed, effective),
+        now=now,
+        answer=ProgressRead(
+            audiobook_id=key.audiobook_id,
+            position_seconds=data.position_seconds,
+            is_completed=completed,
+            playback_speed=speed,
+            current_chapter=book.chapter,
+            last_listened_at=now,
+            updated_at=now,
+        ),
+    )
+
+
+async def refusal(session: AsyncSession, plan: PlannedSave) -> Conflict:
+    """The 409 for an update the guard refused, with the stored place that refused it."""
+    refusing = await progress_of(session, plan.key.user_id, plan.key.audiobook_id)
+    assert refusing is not None  # noqa: S101 - only a stored row can refuse the update
+    return Conflict(
+        conflict_detail(refusing, plan.data.device_id, plan.row["effective_at"], plan.data.position_seconds, plan.now),
+        extra={"progress": msgspec.to_builtins(await progress_read_of(session, refusing))},
+    )
+
+
 class ProgressRepository(SQLAlchemyAsyncRepository[ListeningProgress]):
     model_type = ListeningProgress
 
@@ -277,83 +418,30 @@ class ProgressService(SQLAlchemyAsyncRepositoryService[ListeningProgress]):
             raise NotFound("You have not started this audiobook.")
         return await progress_read_of(session, progress)
 
-    async def save(self, user: User, audiobook_id: int, data: ProgressWrite) -> ProgressRead:
+    async def save(self, key: ProgressKey, default_speed: float, data: ProgressWrite) -> ProgressRead:
         """Store the update unless it is stale (see ``stale_update``): one guarded upsert, race-free.
 
         Four statements: the book with the chapter at the new position, the stored place (locked), the
         upsert, and the listened seconds; the answer is what the upsert wrote, so nothing is read back.
+        ``default_speed`` is the listener's, for a first save that names none. The API calls this through
+        :mod:`audioverse.listening.progress_batch`, which on PostgreSQL saves many at once instead.
         """
         session = self.repository.session
         found = (
             await session.execute(
-                BOOK_AND_CHAPTER_AT, {"audiobook_id": audiobook_id, "position_seconds": data.position_seconds}
+                BOOK_AND_CHAPTER_AT, {"audiobook_id": key.audiobook_id, "position_seconds": data.position_seconds}
             )
         ).one_or_none()
         if found is None:
-            raise NotFound(f"No audiobook with id {audiobook_id}.")
-        duration, chapter = found
-        if data.position_seconds > duration:
-            raise Unprocessable(
-                f"The position is past the end of the book ({duration:.3f} s).",
-                errors=[FieldError(field="position_seconds", message="Must lie within the book's duration.")],
-            )
-        now = utcnow()
-        client_stamp = as_utc(data.client_updated_at) if data.client_updated_at else None
-        stamp = client_stamp or now
-        # A sending time only means something beside a stamp from the same (device) clock.
-        sent = as_utc(data.client_sent_at) if data.client_sent_at and data.client_updated_at else None
-        effective = effective_time(stamp, sent, now)
-        stored = (await session.execute(STORED_PLACE, {"user_id": user.id, "audiobook_id": audiobook_id})).one_or_none()
-        previous = StoredPlace(*stored) if stored else None
-        speed = data.playback_speed or (previous.playback_speed if previous else user.default_playback_speed)
-        completed = bool(data.is_completed) or data.position_seconds >= duration - COMPLETION_TAIL_SECONDS
-        if data.is_completed is False:
-            completed = False
-        values = {
-            "user_id": user.id,
-            "audiobook_id": audiobook_id,
-            "position_seconds": data.position_seconds,
-            "is_completed": completed,
-            "playback_speed": speed,
-            "client_updated_at": stamp,
-            "effective_at": effective,
-            "device_id": data.device_id,
-            "last_listened_at": now,
-            "completed_at": now if completed else None,
-            "created_at": now,
-            "updated_at": now,
-            "reorder_after": now - REORDER_WINDOW,
-            "handover_after": now - HANDOVER_WINDOW,
-        }
-        upsert = progress_upsert(session.get_bind().dialect.name, own_clock=client_stamp is not None)
-        if (await session.execute(upsert, values)).scalar_one_or_none() is None:
-            refusing = await progress_of(session, user.id, audiobook_id)
-            assert refusing is not None  # noqa: S101 - only a stored row can refuse the update
-            raise Conflict(
-                conflict_detail(refusing, data.device_id, effective, data.position_seconds, now),
-                extra={"progress": msgspec.to_builtins(await progress_read_of(session, refusing))},
-            )
-        await self._add_listening(
-            user.id, audiobook_id, listened_seconds(previous, data.position_seconds, speed, effective), now
-        )
-        return ProgressRead(
-            audiobook_id=audiobook_id,
-            position_seconds=data.position_seconds,
-            is_completed=completed,
-            playback_speed=speed,
-            current_chapter=chapter,
-            last_listened_at=now,
-            updated_at=now,
-        )
-
-    async def _add_listening(self, user_id: int, audiobook_id: int, seconds: float, at: datetime) -> None:
-        if seconds <= 0:
-            return
-        session = self.repository.session
-        await session.execute(
-            ledger_upsert(session.get_bind().dialect.name),
-            {"user_id": user_id, "audiobook_id": audiobook_id, "day": at.date(), "seconds": seconds, "at": at},
-        )
+            raise no_such_book(key.audiobook_id)
+        stored = (await session.execute(STORED_PLACE, key._asdict())).one_or_none()
+        plan = plan_save(key, data, BookAt(*found), StoredPlace(*stored) if stored else None, default_speed, utcnow())
+        upsert = progress_upsert(session.get_bind().dialect.name, own_clock=plan.own_clock)
+        if (await session.execute(upsert, plan.row)).one_or_none() is None:
+            raise await refusal(session, plan)
+        if plan.listened_seconds > 0:
+            await session.execute(ledger_upsert(session.get_bind().dialect.name), plan.ledger_row)
+        return plan.answer
 
     async def listening_page(
         self, user: User, page: LimitOffset, *, completed: bool | None
@@ -405,7 +493,7 @@ async def stream_target(session: AsyncSession, store: Store, audiobook_id: int) 
         await session.execute(select(Audiobook.audio_key, Audiobook.mime_type).where(Audiobook.id == audiobook_id))
     ).one_or_none()
     if row is None:
-        raise NotFound(f"No audiobook with id {audiobook_id}.")
+        raise no_such_book(audiobook_id)
     target = StreamTarget(audio_key=row.audio_key, mime_type=row.mime_type)
     await store.set(key, msgspec.msgpack.encode(target), expires_in=STREAM_TARGET_SECONDS)
     return target
