@@ -25,6 +25,7 @@ import platform
 import secrets
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,6 +114,9 @@ def drive(base: str, listeners: list[Listener], concurrency: int, warmup: float,
             "PROGRESS_REPORT": str(report),
         }
         for duration in (warmup, seconds):
+            # Each run's devices start their clocks at the current whole second; a run starting within the
+            # second the last one ended would stamp its first saves before that run's last (409, stale).
+            time.sleep(1.1)
             subprocess.run(
                 ["wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "-s", str(WRK_SCRIPT), base],
                 check=True,
