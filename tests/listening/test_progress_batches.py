@@ -184,3 +184,37 @@ def test_a_batch_takes_one_save_per_place_and_at_most_its_size() -> None:
     batch, waiting = next_batch(pending, 3)  # type: ignore[arg-type]
     assert [save.key for save in batch] == [(1, 1), (1, 2), (2, 1)]
     assert [save.key for save in waiting] == [(1, 1), (3, 1)]
+
+
+async def test_two_processes_saving_the_same_places_at_once_neither_fails(
+    client: Client, settings: Settings, database: SQLAlchemyAsyncConfig, make_book: MakeBook
+) -> None:
+    """Two processes' writers (two ``ProgressSaves``) batch overlapping places in opposite orders."""
+    books = [await make_book(title=f"Shared {n}", duration=5000) for n in range(4)]
+    listeners = [await account(client, settings, verified=True) for _ in range(4)]
+    first, second = ProgressSaves(database), ProgressSaves(database)
+    places = [(listener, book_id) for listener in listeners for book_id in books]
+    sent = datetime.now(UTC)
+
+    def saves(writer: ProgressSaves, order: list[tuple[Tokens, int]], device: str, offset: int) -> list[Any]:
+        return [
+            writer.save(
+                holder(listener),
+                book_id,
+                ProgressWrite(
+                    position_seconds=float(100 + offset),
+                    device_id=device,
+                    client_updated_at=sent + timedelta(milliseconds=offset),
+                ),
+            )
+            for listener, book_id in order
+        ]
+
+    answers = await asyncio.gather(
+        *saves(first, places, "phone", 1), *saves(second, places[::-1], "tablet", 2), return_exceptions=True
+    )
+    assert all(isinstance(answer, ProgressRead | Conflict) for answer in answers), answers
+    for listener, book_id in places:
+        kept = await stored(database, listener, book_id)
+        assert kept is not None
+        assert kept.position_seconds in {101.0, 102.0}
