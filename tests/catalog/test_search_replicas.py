@@ -45,6 +45,7 @@ Client = AsyncTestClient[Litestar]
 # Generous: a node back from the dead catches up on the drain's retry (5, 10, 15 s… apart).
 CONVERGENCE_SECONDS = 120.0
 SEARCH_INTERVAL_SECONDS = 0.02
+SEARCHES_WHILE_DOWN = 20
 
 
 @dataclass
@@ -152,7 +153,12 @@ async def test_a_node_killed_and_restarted_under_search_traffic_fails_no_search_
         assert (second_node["node"], second_node["reachable"]) == (nodes.second.url, False)
         assert second_node["pending_changes"] >= 6 > first_node["pending_changes"]
 
-        answered_while_down = traffic.answered - answered_before_the_kill
+        # Searches go on while the node is down: how many fit in the steps above depends on the machine's
+        # load, so wait for a few more rather than count them (each must still be answered, none fail).
+        async def searched_while_down() -> bool:
+            return traffic.answered >= answered_before_the_kill + SEARCHES_WHILE_DOWN
+
+        await until(searched_while_down, CONVERGENCE_SECONDS, interval=0.1)
         nodes.second.start()
         await until(lambda: every_node_equals_the_database(nodes), CONVERGENCE_SECONDS, interval=0.5)
         answered_on_return = traffic.answered
@@ -165,7 +171,6 @@ async def test_a_node_killed_and_restarted_under_search_traffic_fails_no_search_
 
     # Searches ran before, during and after the outage (how many depends on the machine's speed), none failed.
     assert answered_before_the_kill > 0
-    assert answered_while_down > 10
     assert traffic.failures == []
     caught_up = (await indexed_documents(nodes.settings, nodes.second.url))[0]
     assert caught_up[added]["title"] == f"Storm at sea {tag}"
