@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from audioverse.catalog.models import (
     cover_url,
     search_node_applied,
 )
+from audioverse.catalog.outbox import DRAIN_LOCK_ID, node_drain_lock_id
 from audioverse.catalog.schemas import ReindexProgress, SearchNodeStatus, SearchStatus
 from audioverse.catalog.services import (
     CARD_COLUMNS,
@@ -59,8 +59,6 @@ REINDEX_LEASE_SECONDS = 600
 """Longer than an engine task may take (300 s), so a slow batch never lets a second reindex start."""
 REINDEX_CLAIM_LOCK_ID = 0x41565249
 """The PostgreSQL advisory lock key that serializes reindex claims ("AVRI")."""
-DRAIN_LOCK_ID = 0x41564452
-"""The PostgreSQL advisory lock key that makes outbox drains take turns ("AVDR")."""
 REINDEX_ABANDONED = "The reindex stopped without finishing (its process ended); start another."
 REINDEX_NOT_STARTED = "The reindex could not be started (its job was not saved); start another."
 REINDEX_BATCH_SIZE = 5000
@@ -307,11 +305,6 @@ def not_taken_in_by(node: str) -> ColumnElement[bool]:
         search_node_applied.c.outbox_id == CatalogOutbox.id, search_node_applied.c.node == node
     )
     return ~taken.exists()
-
-
-def node_drain_lock_id(node: str) -> int:
-    """The turn of one node's drains: the drain's lock id in the high half, the node's name in the low."""
-    return (DRAIN_LOCK_ID << 32) | zlib.crc32(node.encode())
 
 
 async def _settle(database: SQLAlchemyAsyncConfig, nodes: Sequence[str]) -> None:

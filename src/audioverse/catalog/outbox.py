@@ -9,6 +9,7 @@ database that may write the catalog (the app, the worker, the seed command) call
 from __future__ import annotations
 
 import weakref
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,8 @@ from audioverse.catalog.models import (
 from audioverse.db import session_factory
 from audioverse.jobs import defer_sync
 from audioverse.response_cache import STALE_KEY
+from search import SearchEngine
+from search.replicas import ReplicatedSearchEngine
 
 Change = tuple[OutboxEntity, int, OutboxOperation]
 DRAIN_TASK = "search.drain"
@@ -121,3 +124,19 @@ def install_catalog_outbox(database: SQLAlchemyAsyncConfig) -> Callable[[], None
             _INSTALLED.discard(factory)
 
     return uninstall
+
+
+DRAIN_LOCK_ID = 0x41564452
+"""The PostgreSQL advisory lock key that makes outbox drains take turns ("AVDR")."""
+
+
+def node_drain_lock_id(node: str) -> int:
+    """The turn of one node's drains: the drain's lock id in the high half, the node's name in the low."""
+    return (DRAIN_LOCK_ID << 32) | zlib.crc32(node.encode())
+
+
+def drain_turns(engine: SearchEngine) -> list[int]:
+    """The turns the drains into ``engine`` take: one, or one per node of a replicated engine."""
+    if isinstance(engine, ReplicatedSearchEngine):
+        return [node_drain_lock_id(node.name) for node in engine.nodes]
+    return [DRAIN_LOCK_ID]

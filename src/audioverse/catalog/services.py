@@ -56,6 +56,7 @@ from audioverse.catalog.models import (
     audiobook_narrator,
     cover_url,
 )
+from audioverse.catalog.outbox import drain_turns
 from audioverse.catalog.schemas import (
     AudiobookDetail,
     AudiobookRead,
@@ -73,7 +74,7 @@ from audioverse.catalog.schemas import (
     ZeroResultRead,
 )
 from audioverse.catalog.views import chapter_reads
-from audioverse.db import one_of, upsert_into
+from audioverse.db import one_of, take_turns, upsert_into
 from audioverse.errors import FieldError, NotFound, ServiceUnavailable, Unprocessable
 from audioverse.jobs import defer
 from audioverse.response_cache import STALE_KEY
@@ -574,6 +575,10 @@ class SynonymService(SQLAlchemyAsyncRepositoryService[SearchSynonyms]):
         await self.repository.session.execute(delete(SearchSynonyms))
         saved = await self.create(SearchSynonyms(sets=sets))
         self.repository.session.info[STALE_KEY] = True  # cached searches were answered with the old sets
+        # The drains hand the engine the saved list too (a node may have missed this call): taking their
+        # turns, a drain that read the old list lands it before this call, never after it.
+        for turn in drain_turns(engine):
+            await take_turns(self.repository.session, turn)
         # The engine refusing or unreachable fails the request, and its rollback keeps the saved list.
         with engine_errors_as_503():
             await engine.set_synonyms(sets)
