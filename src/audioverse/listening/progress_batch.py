@@ -4,9 +4,9 @@ Players save every few seconds, so progress saves are most of the API's writes. 
 took eight round trips (pre-ping, BEGIN, the account, the book, the stored place, the upsert, the
 ledger, COMMIT), each with SQLAlchemy's work around it, which held the service near 750 saves/s on
 two cores. Here each process keeps one writer: the saves that arrive while it writes a batch wait
-and form the next one, so under load a batch holds dozens and costs the same eight round trips; an
-idle service writes a lone save at once, adding no wait. A save still answers only after its batch
-commits: "saved" means in the database, as before.
+and form the next one, so under load a batch holds many (about eight at 16 connections) for the
+same eight round trips, and an idle service writes a lone save at once, adding no wait. A save
+still answers only after its batch commits: "saved" means in the database, as before.
 
 On PostgreSQL a batch is set-based (arrays unnested into one statement each). On SQLite (the
 embedded profile, one process) a batch saves one update after another in its one transaction.
@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import structlog
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from litestar.exceptions import NotAuthorizedException
-from sqlalchemy import BigInteger, Executable, Float, Select, Table, and_, bindparam, func, select
+from sqlalchemy import Executable, Select, Table, and_, bindparam, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.functions import Function
@@ -196,14 +196,7 @@ def as_arrays(rows: Iterable[dict[str, Any]], names: Sequence[str]) -> dict[str,
     return {name: [row[name] for row in listed] for name in names}
 
 
-_WANTED = (
-    func.unnest(
-        bindparam("audiobook_id", type_=postgresql.ARRAY(BigInteger)),
-        bindparam("position_seconds", type_=postgresql.ARRAY(Float)),
-    )
-    .table_valued("audiobook_id", "position_seconds")
-    .render_derived(name="wanted")
-)
+_WANTED = unnested(PROGRESS_TABLE, ("audiobook_id", "position_seconds"), "wanted")
 # Each book's length and the chapter playing at each position asked for, in one read.
 BOOKS_AT_POSITIONS = select(
     _WANTED.c.audiobook_id,
