@@ -240,6 +240,17 @@ def _from_database_unavailable(exc: OperationalError) -> ProblemDetailsException
     )
 
 
+def _from_unreachable(exc: ConnectionError) -> ProblemDetailsException:
+    # asyncpg raises the socket's own error when the database refuses the connection (it is down or
+    # restarting), unwrapped by SQLAlchemy: the same outage as an OperationalError, not a bug.
+    logger.warning("a service the request needs is unreachable", error=repr(exc))
+    return problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "A service this needs is unreachable right now; nothing was saved. Try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _from_pool_timeout(exc: PoolTimeout) -> ProblemDetailsException:
     # Every connection of the pool stayed busy for the whole wait: the service is overloaded, not broken.
     logger.warning("no database connection free in time", error=str(exc))
@@ -287,6 +298,7 @@ EXCEPTION_MAP: Mapping[type[Any], Callable[[Any], ProblemDetailsException]] = {
     UnicodeDecodeError: _from_undecodable,
     OperationalError: _from_database_unavailable,
     PoolTimeout: _from_pool_timeout,
+    ConnectionError: _from_unreachable,
     RepositoryError: _from_repository,
     Exception: _from_unexpected,
 }

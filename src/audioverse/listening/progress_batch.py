@@ -11,8 +11,8 @@ still answers only after its batch commits: "saved" means in the database, as be
 On PostgreSQL a batch is set-based (arrays unnested into one statement each). On SQLite (the
 embedded profile, one process) a batch saves one update after another in its one transaction.
 A save that cannot be taken (no such book, past its end, stale, its token outlived) fails alone; a
-batch that fails as a whole (a lost connection, a deadlock) is retried one save at a time, so one
-save's fault never fails another.
+batch the database refuses as a whole (a constraint, a deadlock) is retried one save at a time, so one
+save's fault never fails another. A database out of reach fails the batch's saves together, at once.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from litestar.exceptions import NotAuthorizedException
 from sqlalchemy import Executable, Select, Table, and_, bindparam, func, select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.functions import Function
 
@@ -116,14 +117,16 @@ class ProgressSaves:
                 outcomes: dict[PendingSave, Outcome | Exception] = dict(await self._outcomes(session, batch))
                 await commit_and_settle(session)
         except Exception as exc:
-            if len(batch) > 1:
+            # A statement the database refused may be one save's fault; an unreachable or saturated
+            # database (no connection, a pool timeout) is every save's, and retrying each would wait each out.
+            if len(batch) > 1 and isinstance(exc, DBAPIError) and not exc.connection_invalidated:
                 structlog.get_logger(__name__).warning(
                     "progress batch failed; saving its updates one at a time", saves=len(batch), error=repr(exc)
                 )
                 for save in batch:
                     await self._write([save])
                 return
-            outcomes = {batch[0]: exc}
+            outcomes = dict.fromkeys(batch, exc)
         for save in batch:
             if save.outcome.done():  # its request is gone; the save stands
                 continue
