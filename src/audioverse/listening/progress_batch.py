@@ -54,7 +54,7 @@ from audioverse.listening.services import (
     guarded_progress_upsert,
     no_such_book,
     plan_save,
-    refusal,
+    refusals,
     utcnow,
 )
 
@@ -303,10 +303,11 @@ async def save_together(
             }
             result = await session.execute(progress_upsert_many(own_clock=own_clock), parameters)
             taken.update(ProgressKey(*row) for row in result)
+    conflicts = await refusals(session, [plan for key, (_, plan) in plans.items() if key not in taken])
     listened = []
     for key, (save, plan) in plans.items():
-        if key not in taken:
-            outcomes[save] = await refusal(session, plan)
+        if key in conflicts:
+            outcomes[save] = conflicts[key]
             continue
         outcomes[save] = plan.answer
         if plan.listened_seconds > 0:

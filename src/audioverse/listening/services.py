@@ -23,6 +23,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -390,14 +391,30 @@ def plan_save(
     )
 
 
-async def refusal(session: AsyncSession, plan: PlannedSave) -> Conflict:
-    """The 409 for an update the guard refused, with the stored place that refused it."""
-    refusing = await progress_of(session, plan.key.user_id, plan.key.audiobook_id)
-    assert refusing is not None  # noqa: S101 - only a stored row can refuse the update
-    return Conflict(
-        conflict_detail(refusing, plan.data.device_id, plan.row["effective_at"], plan.data.position_seconds, plan.now),
-        extra={"progress": msgspec.to_builtins(await progress_read_of(session, refusing))},
-    )
+async def refusals(session: AsyncSession, plans: Sequence[PlannedSave]) -> dict[ProgressKey, Conflict]:
+    """The 409s for updates the guard refused, each with the stored place that refused it (two reads in all)."""
+    if not plans:
+        return {}
+    refusing = {
+        ProgressKey(row.user_id, row.audiobook_id): row
+        for row in await session.scalars(
+            select(ListeningProgress)
+            .where(tuple_(ListeningProgress.user_id, ListeningProgress.audiobook_id).in_([plan.key for plan in plans]))
+            # The rows were just refused by a Core upsert, behind the identity map's back.
+            .execution_options(populate_existing=True)
+        )
+    }
+    chapters = await chapters_by_book(session, sorted({plan.key.audiobook_id for plan in plans}))
+    conflicts: dict[ProgressKey, Conflict] = {}
+    for plan in plans:
+        stored = refusing[plan.key]  # only a stored row can refuse an update
+        conflicts[plan.key] = Conflict(
+            conflict_detail(
+                stored, plan.data.device_id, plan.row["effective_at"], plan.data.position_seconds, plan.now
+            ),
+            extra={"progress": msgspec.to_builtins(progress_read(stored, chapters.get(stored.audiobook_id, [])))},
+        )
+    return conflicts
 
 
 class ProgressRepository(SQLAlchemyAsyncRepository[ListeningProgress]):
@@ -438,7 +455,7 @@ class ProgressService(SQLAlchemyAsyncRepositoryService[ListeningProgress]):
         plan = plan_save(key, data, BookAt(*found), StoredPlace(*stored) if stored else None, default_speed, utcnow())
         upsert = progress_upsert(session.get_bind().dialect.name, own_clock=plan.own_clock)
         if (await session.execute(upsert, plan.row)).one_or_none() is None:
-            raise await refusal(session, plan)
+            raise (await refusals(session, [plan]))[plan.key]
         if plan.listened_seconds > 0:
             await session.execute(ledger_upsert(session.get_bind().dialect.name), plan.ledger_row)
         return plan.answer
