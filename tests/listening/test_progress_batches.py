@@ -141,7 +141,10 @@ async def test_a_save_the_database_refuses_fails_alone(
     assert await stored(database, other, book_id) is None
 
 
-async def test_saves_sent_at_once_over_http_all_land(client: Client, settings: Settings, make_book: MakeBook) -> None:
+async def test_saves_over_http_land_for_each_listener_and_book(
+    client: Client, settings: Settings, make_book: MakeBook
+) -> None:
+    """The route's wiring; Litestar's test client hands the app one request at a time, so batches are tested above."""
     books = [await make_book(title=f"Shelf {n}", duration=2000) for n in range(3)]
     listeners = [await account(client, settings, verified=True) for _ in range(4)]
 
