@@ -230,35 +230,35 @@ def _from_undecodable(exc: UnicodeDecodeError) -> ProblemDetailsException:
     )
 
 
-def _from_database_unavailable(exc: OperationalError) -> ProblemDetailsException:
-    # The database refused or lost the transaction (down, busy, a serialization failure): nothing was saved.
-    logger.warning("database unavailable", error=str(exc.orig))
+RETRY_AFTER_SECONDS = "5"
+
+
+def _try_again_shortly(what: str, event: str, error: str) -> ProblemDetailsException:
+    """503 with ``Retry-After``: an outage or overload, logged as a warning, in which nothing was saved."""
+    logger.warning(event, error=error)
     return problem(
         HTTPStatus.SERVICE_UNAVAILABLE,
-        "The database is unavailable right now; nothing was saved. Try again shortly.",
-        headers={"Retry-After": "5"},
+        f"{what} right now; nothing was saved. Try again shortly.",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
+
+
+def _from_database_unavailable(exc: OperationalError) -> ProblemDetailsException:
+    # The database refused or lost the transaction (down, busy, a serialization failure): nothing was saved.
+    return _try_again_shortly("The database is unavailable", "database unavailable", str(exc.orig))
 
 
 def _from_unreachable(exc: ConnectionError) -> ProblemDetailsException:
     # asyncpg raises the socket's own error when the database refuses the connection (it is down or
     # restarting), unwrapped by SQLAlchemy: the same outage as an OperationalError, not a bug.
-    logger.warning("a service the request needs is unreachable", error=repr(exc))
-    return problem(
-        HTTPStatus.SERVICE_UNAVAILABLE,
-        "A service this needs is unreachable right now; nothing was saved. Try again shortly.",
-        headers={"Retry-After": "5"},
+    return _try_again_shortly(
+        "A service this needs is unreachable", "a service the request needs is unreachable", repr(exc)
     )
 
 
 def _from_pool_timeout(exc: PoolTimeout) -> ProblemDetailsException:
     # Every connection of the pool stayed busy for the whole wait: the service is overloaded, not broken.
-    logger.warning("no database connection free in time", error=str(exc))
-    return problem(
-        HTTPStatus.SERVICE_UNAVAILABLE,
-        "The service is too busy right now; nothing was saved. Try again shortly.",
-        headers={"Retry-After": "5"},
-    )
+    return _try_again_shortly("The service is too busy", "no database connection free in time", str(exc))
 
 
 def _from_unexpected(exc: Exception) -> ProblemDetailsException:
