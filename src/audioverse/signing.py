@@ -6,9 +6,11 @@ import base64
 import hashlib
 import os
 import secrets
+import time
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote, urlencode
 
 import jwt
@@ -74,17 +76,40 @@ def sign_stream_token(secret: str, user_id: int, audiobook_id: int, expires_at: 
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def verify_stream_token(secret: str, token: str, audiobook_id: int) -> int:
-    """The user id the token was issued to; raises :class:`InvalidStreamToken` otherwise."""
+class StreamGrant(NamedTuple):
+    """What a verified stream token grants: one user, one book, until ``expires_at`` (a POSIX time)."""
+
+    user_id: int
+    audiobook_id: object
+    expires_at: float
+
+
+@lru_cache(maxsize=4096)
+def _stream_grant(secret: str, token: str) -> StreamGrant:
+    """The grant of a token whose signature and claims check out; raises :class:`InvalidStreamToken`.
+
+    Kept per token: a player sends every range request of a listening session with the same token, and
+    checking its signature each time cost more than reading the megabyte it asked for. Only successes
+    are kept (an exception is never cached), and each use checks the expiry again.
+    """
     try:
         claims = jwt.decode(
             token, secret, algorithms=["HS256"], audience=STREAM_AUDIENCE, options={"require": ["exp", "sub"]}
         )
-    except jwt.PyJWTError as exc:
+        return StreamGrant(int(claims["sub"]), claims.get("book"), float(claims["exp"]))
+    except (jwt.PyJWTError, ValueError) as exc:
         raise InvalidStreamToken(str(exc)) from exc
-    if claims.get("book") != audiobook_id:
+
+
+def verify_stream_token(secret: str, token: str, audiobook_id: int) -> int:
+    """The user id the token was issued to; raises :class:`InvalidStreamToken` otherwise."""
+    grant = _stream_grant(secret, token)
+    # PyJWT's own check (``exp`` ≤ now is expired), repeated for a grant kept from an earlier request.
+    if grant.expires_at <= time.time():
+        raise InvalidStreamToken("Signature has expired")
+    if grant.audiobook_id != audiobook_id:
         raise StreamTokenForAnotherBook("the token is for another audiobook")
-    return int(claims["sub"])
+    return grant.user_id
 
 
 UNSUBSCRIBE_AUDIENCE = "audioverse:unsubscribe"
