@@ -66,6 +66,7 @@ from audioverse.listening.controllers import (
     StreamController,
 )
 from audioverse.listening.progress_batch import ProgressSaves
+from audioverse.listening.streaming import StreamDelivery
 from audioverse.logs import RequestLogMiddleware, structlog_config
 from audioverse.metrics import MetricsController, prometheus_config
 from audioverse.notifications.controllers import (
@@ -224,6 +225,11 @@ async def start_sending_jobs(database: SQLAlchemyAsyncConfig, task_queue: TaskQu
     return remove_hook
 
 
+def the_same(value: object) -> Provide:
+    """A dependency that is ``value`` for every request."""
+    return Provide(lambda: value, sync_to_thread=False, use_cache=True)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the AudioVerse application for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
@@ -369,18 +375,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         dependencies={
             "db_session": Provide(provide_db_session),
-            "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
-            "storage": Provide(lambda: storage, sync_to_thread=False, use_cache=True),
-            "task_queue": Provide(lambda: task_queue, sync_to_thread=False, use_cache=True),
-            "auth_rate_limiter": Provide(lambda: auth_rate_limiter, sync_to_thread=False, use_cache=True),
+            "settings": the_same(settings),
+            "storage": the_same(storage),
+            "task_queue": the_same(task_queue),
+            "auth_rate_limiter": the_same(auth_rate_limiter),
             # What handlers need from the app's lifetime, declared here and named in each signature
             # (``NamedDependency``) instead of read from ``state``.
-            "search": Provide(lambda: search, sync_to_thread=False, use_cache=True),
-            "search_store": Provide(lambda: search_store, sync_to_thread=False, use_cache=True),
-            "zero_result_tally": Provide(lambda: zero_result_tally, sync_to_thread=False, use_cache=True),
-            "secret_key": Provide(lambda: secret_key, sync_to_thread=False, use_cache=True),
-            "redis": Provide(lambda: redis, sync_to_thread=False, use_cache=True),
-            "progress_saves": Provide(lambda: progress_saves, sync_to_thread=False, use_cache=True),
+            "search": the_same(search),
+            "search_store": the_same(search_store),
+            "zero_result_tally": the_same(zero_result_tally),
+            "secret_key": the_same(secret_key),
+            "redis": the_same(redis),
+            "progress_saves": the_same(progress_saves),
+            "stream_delivery": the_same(StreamDelivery(storage, settings, secret_key, database)),
             **PAGE_DEPENDENCY,
         },
         request_class=StrictJSONRequest,

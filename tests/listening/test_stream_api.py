@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any, cast
 
+import anyio
+import anyio.lowlevel
 import msgspec
-from litestar import Litestar
+import pytest
+from litestar import Litestar, Request
+from litestar.response.base import ASGIResponse
 from litestar.testing import AsyncTestClient
+from litestar.types import Message
 
+from audioverse import signing
 from audioverse.app import create_app
 from audioverse.config import Settings
+from audioverse.listening.streaming import WATCHED_FROM_BYTES, AudioStream
 from audioverse.signing import sign_stream_token
 from tests.accounts.test_auth_flow import bearer
 from tests.catalog.fixtures import MakeBook, Tokens
@@ -56,6 +66,11 @@ async def test_bearer_tokens_stream_too(client: Client, make_book: MakeBook, upl
     )
     assert response.status_code == 206
     assert response.content == AUDIO[5:10]
+    # The book is kept from here on; the token is still checked on every request.
+    again = await client.get(f"/api/audiobooks/{book_id}/stream/", headers={**bearer(uploader), "Range": "bytes=0-1"})
+    assert (again.status_code, again.content) == (206, AUDIO[:2])
+    forged = await client.get(f"/api/audiobooks/{book_id}/stream/", headers={"Authorization": "Bearer forged"})
+    assert forged.status_code == 401
 
 
 async def test_stream_tokens_open_one_book_and_expire(
@@ -108,3 +123,86 @@ async def test_a_deleted_books_stream_url_stops_at_once(
     response = await client.get(url, headers={"Range": "bytes=10-19"})
     assert response.status_code == 404
     assert response.json()["detail"] == f"No audiobook with id {book_id}."
+
+
+async def test_a_stream_token_that_already_streamed_still_expires(
+    client: Client, make_book: MakeBook, uploader: Tokens, app: Litestar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A verified token is kept for the player's next range requests; its expiry must still hold.
+    book_id = await make_book(title="Kept token", audio=AUDIO)
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    token = sign_stream_token(app.state.secret_key, uploader["user_id"], book_id, expires)
+    url = f"/api/audiobooks/{book_id}/stream/?token={token}"
+    assert (await client.get(url, headers={"Range": "bytes=0-9"})).status_code == 206
+    monkeypatch.setattr(signing, "time", SimpleNamespace(time=expires.timestamp))
+    response = await client.get(url, headers={"Range": "bytes=10-19"})
+    assert response.status_code == 401
+    assert "expired" in response.json()["detail"]
+
+
+def audio_body(chunks: list[bytes], length: int, read: list[bytes]) -> ASGIResponse:
+    """The stream route's response for a body of ``length`` bytes that storage yields as ``chunks``."""
+
+    async def storage() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            read.append(chunk)
+            yield chunk
+
+    headers = {"content-length": str(length)}
+    return AudioStream(storage(), length=length, media_type="audio/mpeg", headers=headers).to_asgi_response(
+        None, cast("Request[Any, Any, Any]", None)
+    )
+
+
+async def test_a_short_body_ends_with_its_last_chunk() -> None:
+    chunks = [b"a" * 10, b"b" * 10, b"c" * 5]
+    read: list[bytes] = []
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def never_hangs_up() -> Message:
+        raise AssertionError("a short body does not listen for the client")
+
+    await audio_body(chunks, 25, read)({"type": "http"}, never_hangs_up, send)  # type: ignore[arg-type]
+    bodies = [message for message in sent if message["type"] == "http.response.body"]
+    assert [message["body"] for message in bodies] == chunks
+    assert [message["more_body"] for message in bodies] == [True, True, False]
+
+
+async def test_a_long_body_stops_reading_when_the_client_hangs_up() -> None:
+    chunk = b"x" * (1024 * 1024)
+    chunk_count = WATCHED_FROM_BYTES // len(chunk) * 4
+    read: list[bytes] = []
+    hung_up = anyio.Event()
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body" and len(read) == 2:
+            hung_up.set()
+        await anyio.lowlevel.checkpoint()
+
+    async def receive() -> Message:
+        await hung_up.wait()
+        return {"type": "http.disconnect"}
+
+    await audio_body([chunk] * chunk_count, len(chunk) * chunk_count, read)({"type": "http"}, receive, send)  # type: ignore[arg-type]
+    assert len(read) < chunk_count
+
+
+async def test_a_body_storage_ends_early_is_closed_short() -> None:
+    # The server sees the short body against Content-Length and drops the connection, as it would
+    # for a file truncated after its size was read.
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    await audio_body([b"a" * 10], 25, [])({"type": "http"}, receive, send)  # type: ignore[arg-type]
+    assert [(message.get("body"), message.get("more_body")) for message in sent[1:]] == [
+        (b"a" * 10, True),
+        (b"", False),
+    ]

@@ -84,10 +84,19 @@ def token_user_id(token: Token) -> int | None:
         return None
 
 
+def _bearer_credentials(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    scheme, _, encoded = connection.headers.get("authorization", "").partition(" ")
+    return encoded if scheme.lower() == "bearer" else ""
+
+
+def has_bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """The request sends ``Authorization: Bearer …`` (valid or not)."""
+    return bool(_bearer_credentials(connection))
+
+
 async def bearer_user(connection: ASGIConnection[Any, Any, Any, Any], session: AsyncSession) -> User | None:
     """The user of a valid ``Authorization: Bearer`` header, for routes that also accept other proofs."""
-    scheme, _, encoded = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not encoded:
+    if not (encoded := _bearer_credentials(connection)):
         return None
     jwt_auth: JWTAuth[User] = connection.app.state.jwt_auth
     try:

@@ -15,9 +15,10 @@ from litestar.params import Body, JSONBody, Parameter
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audioverse.accounts.auth import PUBLIC, USER_CHECKED_BY_HANDLER, TokenHolder, bearer_user
+from audioverse.accounts.auth import PUBLIC, USER_CHECKED_BY_HANDLER, TokenHolder, bearer_user, has_bearer_token
 from audioverse.accounts.models import User
 from audioverse.config import Settings
+from audioverse.db import read_only_session
 from audioverse.errors import Forbidden, Unauthorized, problem_responses
 from audioverse.listening.deps import DEPENDENCIES
 from audioverse.listening.progress_batch import ProgressSaves
@@ -38,13 +39,14 @@ from audioverse.listening.services import (
     LibraryService,
     PlaybackService,
     ProgressService,
+    kept_stream_target,
     stream_target,
 )
-from audioverse.listening.streaming import stream_object
+from audioverse.listening.streaming import StreamDelivery, stream_object
 from audioverse.openapi import ContractOperation, binary_content, header, request_header
 from audioverse.response_cache import RESPONSE_CACHE_STORE
 from audioverse.signing import InvalidStreamToken, StreamTokenForAnotherBook, verify_stream_token
-from audioverse.storage import S3Storage, Storage
+from audioverse.storage import S3Storage
 from audioverse.types import Id, ListPage, Page, text_query
 
 NOT_FOUND = problem_responses(HTTPStatus.NOT_FOUND)
@@ -186,17 +188,25 @@ class StreamController(Controller):
         self,
         audiobook_id: Id,
         request: Request[Any, Any, Any],
-        db_session: NamedDependency[AsyncSession],
-        storage: NamedDependency[Storage],
-        settings: NamedDependency[Settings],
-        secret_key: NamedDependency[str],
+        stream_delivery: NamedDependency[StreamDelivery],
         token: Annotated[str | None, text_query(2048)] = None,
     ) -> Response[Any]:
-        await authorize_stream(request, db_session, secret_key, audiobook_id, token)
-        book = await stream_target(db_session, request.app.stores.get(RESPONSE_CACHE_STORE), audiobook_id)
-        if isinstance(storage, S3Storage) and settings.s3_stream_mode == "redirect":
+        delivery = stream_delivery
+        # One dependency, and no request session: a player sends a range request every few seconds, and
+        # resolving several dependencies (a task group) and committing an unused session cost more than the
+        # bytes. The database is read only for a bearer token or a book not yet kept.
+        store = request.app.stores.get(RESPONSE_CACHE_STORE)
+        book = await kept_stream_target(store, audiobook_id)
+        if book is None or has_bearer_token(request):
+            async with read_only_session(delivery.database) as session:
+                await authorize_stream(request, session, delivery.secret_key, audiobook_id, token)
+                book = book or await stream_target(session, store, audiobook_id)
+        else:
+            authorize_stream_token(delivery.secret_key, audiobook_id, token)
+        settings = delivery.settings
+        if isinstance(delivery.storage, S3Storage) and settings.s3_stream_mode == "redirect":
             # The client fetches exactly this object from S3, ranges and all; the URL outlives a session.
-            url = await storage.presigned_url(book.audio_key, settings.stream_url_minutes * 60, book.mime_type)
+            url = await delivery.storage.presigned_url(book.audio_key, settings.stream_url_minutes * 60, book.mime_type)
             return Redirect(url, status_code=302)
         if settings.stream_accel_redirect_prefix:
             # nginx serves the bytes (and ranges) from its internal location; we only authorised.
@@ -206,7 +216,7 @@ class StreamController(Controller):
                 headers={"X-Accel-Redirect": settings.stream_accel_redirect_prefix + book.audio_key},
             )
         return await stream_object(
-            storage,
+            delivery.storage,
             book.audio_key,
             method=request.method,
             headers=request.headers,
@@ -219,8 +229,12 @@ async def authorize_stream(
     request: Request[Any, Any, Any], session: AsyncSession, secret_key: str, audiobook_id: int, token: str | None
 ) -> None:
     """A bearer token, or a signed stream token for exactly this book."""
-    if await bearer_user(request, session) is not None:
-        return
+    if await bearer_user(request, session) is None:
+        authorize_stream_token(secret_key, audiobook_id, token)
+
+
+def authorize_stream_token(secret_key: str, audiobook_id: int, token: str | None) -> None:
+    """The signed stream token of ``/playback/``, for exactly this book."""
     if token is None:
         raise Unauthorized("Send a bearer token or the signed `token` from /playback/.")
     try:

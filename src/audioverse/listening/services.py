@@ -496,23 +496,30 @@ class StreamTarget(msgspec.Struct, frozen=True, array_like=True):
 STREAM_TARGET_SECONDS = 3600
 
 
-async def stream_target(session: AsyncSession, store: Store, audiobook_id: int) -> StreamTarget:
-    """The audio of the book a stream request asks for; ``NotFound`` if there is no such book.
+def _stream_target_key(audiobook_id: int) -> str:
+    return f"stream-target:{audiobook_id}"
+
+
+async def kept_stream_target(store: Store, audiobook_id: int) -> StreamTarget | None:
+    """The book's audio as an earlier stream request read it, while no catalog change has happened since.
 
     A player sends a range request every few seconds; reading the book each time cost more than
     serving the bytes. ``store`` is the response cache's versioned store, so any committed catalog
     change (a deleted book among them) makes every kept answer stale, and the next request reads again.
     """
-    key = f"stream-target:{audiobook_id}"
-    if (kept := await store.get(key)) is not None:
-        return msgspec.msgpack.decode(kept, type=StreamTarget)
+    kept = await store.get(_stream_target_key(audiobook_id))
+    return None if kept is None else msgspec.msgpack.decode(kept, type=StreamTarget)
+
+
+async def stream_target(session: AsyncSession, store: Store, audiobook_id: int) -> StreamTarget:
+    """The audio of the book a stream request asks for, read and kept; ``NotFound`` if there is no such book."""
     row = (
         await session.execute(select(Audiobook.audio_key, Audiobook.mime_type).where(Audiobook.id == audiobook_id))
     ).one_or_none()
     if row is None:
         raise no_such_book(audiobook_id)
     target = StreamTarget(audio_key=row.audio_key, mime_type=row.mime_type)
-    await store.set(key, msgspec.msgpack.encode(target), expires_in=STREAM_TARGET_SECONDS)
+    await store.set(_stream_target_key(audiobook_id), msgspec.msgpack.encode(target), expires_in=STREAM_TARGET_SECONDS)
     return target
 
 
