@@ -13,6 +13,13 @@ in two ways,
 - ``sendfile``: ``loop.sendfile``, the kernel moving the page cache to the socket as nginx does,
   which no ASGI server in our stack offers (uvicorn has no zero-copy send),
 
+and then the ASGI server the app runs on, uvicorn (uvloop and httptools, as ``audioverse run``), with
+a ten-line ASGI app (``asgi_ranges``) that does nothing but read the range and send it:
+
+- ``uvicorn_chunked``: in chunks of the app's default ``AUDIOVERSE_STREAM_CHUNK_BYTES`` (256 KiB),
+  as the app sends a range, so that a slow client holds one chunk of memory at most;
+- ``uvicorn_whole``: the whole 1 MiB range in one ``http.response.body`` message,
+
 against nginx on the same file, with curl over one keep-alive connection as in
 ``stream_throughput.py``, and each server's CPU per request from ``/proc``.
 """
@@ -32,12 +39,23 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import uvicorn
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from audioverse.config import Settings
 from bench.common import ROOT
 from bench.stream_throughput import MIB, Run, curl, random_ranges, summary
 from tests.listening.nginx import run_nginx
 from tests.services import free_port, stop_process
 
 RESULT = ROOT / "bench" / "results" / "stream_ceiling.json"
+SERVERS = {
+    "copy": "bare asyncio protocol: os.pread + transport.write (what an ASGI server does with a body)",
+    "sendfile": "bare asyncio protocol: loop.sendfile (zero-copy, no ASGI server in the stack offers it)",
+    "uvicorn_chunked": "uvicorn (uvloop, httptools), a bare ASGI app: the range in 256 KiB messages, the app's default",
+    "uvicorn_whole": "uvicorn (uvloop, httptools), a bare ASGI app: the 1 MiB range in one message",
+}
 RANGE = re.compile(rb"\r\nrange: *bytes=(\d+)-(\d+)", re.IGNORECASE)
 
 
@@ -85,6 +103,32 @@ class RangeServer(asyncio.Protocol):
         await asyncio.get_running_loop().sendfile(self.transport, self.file, start, length)
 
 
+def asgi_ranges(path: Path, chunk_size: int) -> ASGIApp:
+    """The least an ASGI app serving ``Range: bytes=a-b`` can do: read the range, send it in ``chunk_size`` pieces."""
+    size = path.stat().st_size
+    descriptor = os.open(path, os.O_RDONLY)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            return
+        found = RANGE.search(b"\r\n" + b"\r\n".join(b"%s: %s" % header for header in scope["headers"]))
+        assert found is not None
+        start, end = int(found[1]), int(found[2])
+        headers = [
+            (b"content-type", b"audio/mpeg"),
+            (b"content-length", b"%d" % (end - start + 1)),
+            (b"content-range", b"bytes %d-%d/%d" % (start, end, size)),
+        ]
+        await send({"type": "http.response.start", "status": 206, "headers": headers})
+        position = start
+        while position <= end:
+            chunk = os.pread(descriptor, min(chunk_size, end + 1 - position), position)
+            position += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": position <= end})
+
+    return app
+
+
 async def serve(path: Path, mode: str, port: int) -> None:
     server = await asyncio.get_running_loop().create_server(lambda: RangeServer(path, mode), "127.0.0.1", port)
     async with server:
@@ -116,10 +160,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve:
         file, mode, port = args.serve
-        asyncio.run(serve(Path(file), mode, int(port)))
+        if mode.startswith("uvicorn"):
+            chunk_size = Settings().stream_chunk_bytes if mode == "uvicorn_chunked" else MIB
+            app = asgi_ranges(Path(file), chunk_size)
+            uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning", access_log=False)
+        else:
+            asyncio.run(serve(Path(file), mode, int(port)))
         return
     load_before = os.getloadavg()
-    runs: dict[str, list[Run]] = {"nginx": [], "copy": [], "sendfile": []}
+    runs: dict[str, list[Run]] = {name: [] for name in ("nginx", *SERVERS)}
     with tempfile.TemporaryDirectory(prefix="audioverse-ceiling-") as scratch:
         root = Path(scratch)
         audio = root / "audio" / "audio.mp3"
@@ -131,7 +180,7 @@ def main() -> None:
         servers: dict[str, subprocess.Popen[bytes]] = {}
         urls: dict[str, str] = {}
         try:
-            for mode in ("copy", "sendfile"):
+            for mode in SERVERS:
                 port = free_port()
                 command = [sys.executable, "-m", "bench.stream_ceiling", "--serve", str(audio), mode, str(port)]
                 servers[mode] = subprocess.Popen(command, cwd=ROOT)
@@ -161,8 +210,7 @@ def main() -> None:
         "load_average_1_5_15_after": [round(load, 2) for load in os.getloadavg()],
         "servers": {
             "nginx": "Debian nginx, the test suite's static config (nginx's defaults: sendfile off, so it copies too)",
-            "copy": "bare asyncio protocol: os.pread + transport.write (what an ASGI server does with a body)",
-            "sendfile": "bare asyncio protocol: loop.sendfile (zero-copy, no ASGI server in the stack offers it)",
+            **SERVERS,
         },
         "ranges_1mib": {
             name: ranged[name] | {"to_nginx_rate": round(ranged[name]["per_s"] / nginx_rate, 3)} for name in ranged
