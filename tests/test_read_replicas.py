@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from audioverse.db import (
     take_turns,
 )
 from audioverse.jobs import Job, defer
+from audioverse.signing import sign_stream_token
 from tests.accounts.test_auth_flow import bearer
 from tests.catalog.fixtures import account, book_maker
 from tests.services import (
@@ -171,6 +173,21 @@ async def test_an_answer_the_shared_cache_may_store_is_read_from_the_primary(
         listener = await account(client, cached, Role.LISTENER, verified=True)
         signed_in = await client.get("/api/audiobooks/", params={"limit": 100}, headers=bearer(listener))
         assert {book["title"] for book in signed_in.json()["items"] if tag in book["title"]} == {f"{tag} committed"}
+
+
+async def test_a_streams_book_is_read_from_the_primary_as_it_is_kept_for_later_ranges(
+    replicated: Settings, tmp_path_factory: pytest.TempPathFactory, tag: str
+) -> None:
+    # Only the primary has this book (or the replica has another under its id): a replica read answers
+    # 404 or another book's bytes.
+    audio = os.urandom(5_000)
+    book_id = await book_maker(replicated, tmp_path_factory)(title=f"{tag} streamed", audio=audio)
+    token = sign_stream_token(TEST_SECRET_KEY, 1, book_id, datetime.now(UTC) + timedelta(minutes=5))
+    async with AsyncTestClient(create_app(replicated)) as client:
+        url = f"/api/audiobooks/{book_id}/stream/?token={token}"
+        response = await client.get(url, headers={"Range": "bytes=0-99"})
+    assert response.status_code == 206, response.text
+    assert response.content == audio[:100]
 
 
 async def test_without_replicas_every_read_is_the_primary(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -188,14 +187,6 @@ def may_read_a_replica(request: Request[Any, Any, Any]) -> bool:
         return False
     cache_on = bool(request.route_handler.cache and request.app.response_cache_config.default_expiration)
     return not cache_on or answer_is_the_callers_own(request.scope)
-
-
-@asynccontextmanager
-async def read_only_session(database: SQLAlchemyAsyncConfig) -> AsyncIterator[AsyncSession]:
-    """A session of its own for a GET that reads only now and then (see the stream route), replica reads allowed."""
-    async with database.get_session() as session:
-        session.info[REPLICA_READS_KEY] = True
-        yield session
 
 
 AFTER_COMMIT_TASKS_KEY = "audioverse.after_commit_tasks"

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audioverse.accounts.auth import PUBLIC, USER_CHECKED_BY_HANDLER, TokenHolder, bearer_user, has_bearer_token
 from audioverse.accounts.models import User
 from audioverse.config import Settings
-from audioverse.db import read_only_session
 from audioverse.errors import Forbidden, Unauthorized, problem_responses
 from audioverse.listening.deps import DEPENDENCIES
 from audioverse.listening.progress_batch import ProgressSaves
@@ -198,7 +197,9 @@ class StreamController(Controller):
         store = request.app.stores.get(RESPONSE_CACHE_STORE)
         book = await kept_stream_target(store, audiobook_id)
         if book is None or has_bearer_token(request):
-            async with read_only_session(delivery.database) as session:
+            # From the primary, as every answer the shared cache keeps: the book read here is kept for
+            # later ranges, and a lagging replica's copy would outlive the change that made it stale.
+            async with delivery.database.get_session() as session:
                 await authorize_stream(request, session, delivery.secret_key, audiobook_id, token)
                 book = book or await stream_target(session, store, audiobook_id)
         else:
