@@ -252,9 +252,7 @@ def _ledger_upsert_many() -> Executable:
 LEDGER_UPSERT_MANY = _ledger_upsert_many()
 
 
-async def save_together(
-    session: AsyncSession, saves: Sequence[tuple[PendingSave, float]]
-) -> dict[PendingSave, Outcome]:
+async def save_together(session: AsyncSession, saves: ConfirmedSaves) -> dict[PendingSave, Outcome]:
     """The saves in a handful of set-based statements (PostgreSQL), whatever their number.
 
     ``saves`` are in key order, one per key: rows are locked and inserted in that order by every batch.

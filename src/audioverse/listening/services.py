@@ -146,7 +146,7 @@ LEDGER_TABLE = cast("Table", ListeningLedger.__table__)
 
 def guarded_progress_upsert(insert: postgresql.Insert | sqlite.Insert, *, own_clock: bool) -> Executable:
     """``insert`` (of :data:`PROGRESS_COLUMNS`) made an upsert that the guard (:func:`stale_update`) may refuse."""
-    table = ListeningProgress.__table__
+    table = PROGRESS_TABLE
     kept = {"user_id", "audiobook_id", "created_at"}
     changed: dict[str, Any] = {name: insert.excluded[name] for name in PROGRESS_COLUMNS if name not in kept}
     # Keep the first completion time when a finished book is touched again.
@@ -174,7 +174,7 @@ def progress_upsert(dialect: str, *, own_clock: bool) -> Executable:
 
 def added_listening(insert: postgresql.Insert | sqlite.Insert) -> Executable:
     """``insert`` (of a ledger row) made to add its seconds to the listener's day with the book."""
-    table = ListeningLedger.__table__
+    table = LEDGER_TABLE
     return insert.on_conflict_do_update(
         index_elements=["user_id", "audiobook_id", "day"],
         set_={"seconds": table.c.seconds + insert.excluded.seconds, "updated_at": insert.excluded.updated_at},
