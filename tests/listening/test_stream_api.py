@@ -92,6 +92,19 @@ async def test_stream_tokens_open_one_book_and_expire(
     assert (await client.get("/api/audiobooks/987654321/stream/", headers=bearer(uploader))).status_code == 404
 
 
+async def test_a_kept_book_still_needs_a_token_for_it(client: Client, make_book: MakeBook, uploader: Tokens) -> None:
+    # Once a book has streamed it is kept and no session is opened: the token checks must hold all the same.
+    first = await make_book(title="Kept first", audio=AUDIO)
+    second = await make_book(title="Kept second", audio=AUDIO)
+    first_url, second_url = await stream_url(client, uploader, first), await stream_url(client, uploader, second)
+    for url in (first_url, second_url):
+        assert (await client.get(url, headers={"Range": "bytes=0-9"})).status_code == 206
+    first_token = first_url.split("token=")[1]
+    assert (await client.get(f"/api/audiobooks/{second}/stream/?token={first_token}")).status_code == 403
+    assert (await client.get(f"/api/audiobooks/{second}/stream/")).status_code == 401
+    assert (await client.get(f"/api/audiobooks/{second}/stream/?token=forged")).status_code == 401
+
+
 async def test_missing_audio_is_404(client: Client, make_book: MakeBook, uploader: Tokens) -> None:
     book_id = await make_book(title="No file")
     response = await client.get(f"/api/audiobooks/{book_id}/stream/", headers=bearer(uploader))
