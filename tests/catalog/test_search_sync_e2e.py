@@ -324,7 +324,7 @@ async def test_a_reindex_of_ten_thousand_books_never_leaves_a_search_failed_or_e
             if status["reindex"]["state"] != "running":
                 break
 
-    assert status["reindex"]["state"] == "succeeded", status
+    assert status["reindex"]["state"] == "succeeded", status["reindex"]
     assert status["reindex"]["processed"] >= REINDEX_BOOKS
     assert not failures, failures[:5]
     assert len(searches) >= 40, "the searches did not overlap the reindex"

@@ -44,6 +44,7 @@ from audioverse.config import Settings
 from audioverse.db import take_turns
 from audioverse.errors import Conflict
 from audioverse.jobs import defer
+from audioverse.leases import LeasedStatus
 from audioverse.response_cache import bump_content_version
 from search import SearchEngine, SearchEngineError, SearchEngineUnavailable
 from search.documents import AudiobookDocument, PersonDocument, PersonKind
@@ -352,22 +353,26 @@ class ReindexStatus(msgspec.Struct):
     error: str | None = None
 
 
+def _leased_status(store: Store) -> LeasedStatus[ReindexStatus]:
+    return LeasedStatus(
+        store,
+        REINDEX_STATUS_KEY,
+        REINDEX_LEASE_KEY,
+        REINDEX_LEASE_SECONDS,
+        ReindexStatus,
+        is_running=lambda status: status.state == "running",
+        abandoned=lambda status: msgspec.structs.replace(status, state="failed", error=REINDEX_ABANDONED),
+    )
+
+
 async def read_status(store: Store) -> ReindexStatus:
-    raw = await store.get(REINDEX_STATUS_KEY)
-    status = msgspec.json.decode(raw, type=ReindexStatus) if raw else ReindexStatus()
-    if status.state == "running" and not await store.exists(REINDEX_LEASE_KEY):
-        # The process running it ended (killed, out of memory) without saying so.
-        return msgspec.structs.replace(status, state="failed", error=REINDEX_ABANDONED)
-    return status
+    """The last reindex's status; a running one whose process ended without saying so reads as failed."""
+    return await _leased_status(store).read() or ReindexStatus()
 
 
 async def write_status(store: Store, status: ReindexStatus) -> None:
     """Save progress; while running, each write also renews the lease that says the reindex is alive."""
-    await store.set(REINDEX_STATUS_KEY, msgspec.json.encode(status))
-    if status.state == "running":
-        await store.set(REINDEX_LEASE_KEY, status.job_id or "", expires_in=REINDEX_LEASE_SECONDS)
-    else:
-        await store.delete(REINDEX_LEASE_KEY)
+    await _leased_status(store).write(status, holder=status.job_id or "")
 
 
 async def claim_reindex(store: Store, session: AsyncSession) -> ReindexStatus:

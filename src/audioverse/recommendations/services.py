@@ -44,6 +44,7 @@ from audioverse.catalog.services import book_cards
 from audioverse.db import one_of, take_turns
 from audioverse.errors import Conflict, NotFound
 from audioverse.jobs import TaskQueue, defer
+from audioverse.leases import LeasedStatus
 from audioverse.listening.models import LibraryEntry, LibraryRemoval, ListeningLedger, ListeningProgress
 from audioverse.recommendations import model
 from audioverse.recommendations.schemas import (
@@ -92,6 +93,12 @@ def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _abandoned(claim: RebuildClaim) -> RebuildClaim:
+    return msgspec.structs.replace(
+        claim, status=msgspec.structs.replace(claim.status, state="failed", error=REBUILD_ABANDONED)
+    )
+
+
 # --- the store -----------------------------------------------------------------------------------
 
 
@@ -100,6 +107,15 @@ class RecommendationCache:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._claims = LeasedStatus(
+            store,
+            STATUS_KEY,
+            LEASE_KEY,
+            LEASE_SECONDS,
+            RebuildClaim,
+            is_running=lambda claim: claim.status.state == "running",
+            abandoned=_abandoned,
+        )
 
     async def _read(self, key: str) -> bytes | None:
         """A cached value, or ``None`` when the store fails: a shelf then falls back, never errs."""
@@ -148,25 +164,12 @@ class RecommendationCache:
 
     async def status(self) -> tuple[str | None, RebuildStatus]:
         """The last rebuild's job id and status; a running one whose lease lapsed reads as failed."""
-        # The lease first: a rebuild ending between the two reads then reads as ended, not as abandoned.
-        alive = await self.store.exists(LEASE_KEY)
-        raw = await self.store.get(STATUS_KEY)
-        if not raw:
-            return None, RebuildStatus()
-        claim = msgspec.json.decode(raw, type=RebuildClaim)
-        if claim.status.state == "running" and not alive:
-            claim.status.state = "failed"
-            claim.status.error = REBUILD_ABANDONED
-        return claim.job_id, claim.status
+        claim = await self._claims.read()
+        return (claim.job_id, claim.status) if claim else (None, RebuildStatus())
 
     async def write_status(self, claim: RebuildClaim) -> None:
-        """Save the status; the lease is taken before a running one and dropped after an ended one."""
-        if claim.status.state == "running":
-            await self.store.set(LEASE_KEY, claim.job_id, expires_in=LEASE_SECONDS)
-            await self.store.set(STATUS_KEY, msgspec.json.encode(claim))
-        else:
-            await self.store.set(STATUS_KEY, msgspec.json.encode(claim))
-            await self.store.delete(LEASE_KEY)
+        """Save the status; while running each write also renews the lease that says the rebuild is alive."""
+        await self._claims.write(claim, holder=claim.job_id)
 
     async def claim(self) -> RebuildClaim | None:
         """Mark a rebuild as running, unless one already is (then ``None``)."""
