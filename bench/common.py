@@ -164,6 +164,7 @@ def production_settings(
     return {
         "database_url": database_url,
         "redis_url": services.REDIS_URL,
+        "redis_retries_url": services.REDIS_RETRIES_URL,
         "redis_namespace": namespace,
         "task_queue_name": f"{namespace}:tasks",
         "search_backend": "meilisearch",

@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 
 from bench.common import AUDIOVERSE, audioverse_environment, fresh_postgres_database, running_service
 from bench.recommendations_api import percentiles
+from tests.services import REDIS_RETRIES_URL
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REDIS_URL = os.environ.get("AUDIOVERSE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -77,14 +78,15 @@ async def drive(base: str, paths: list[str], concurrency: int, seconds: float) -
 
 
 async def drop_keys(namespace: str, queue: str) -> None:
-    redis = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{namespace}*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.delete(queue)
-    finally:
-        await redis.aclose()
+    for url in (REDIS_URL, REDIS_RETRIES_URL):
+        redis = Redis.from_url(url)
+        try:
+            keys = [key async for key in redis.scan_iter(match=f"{namespace}*")]
+            if keys:
+                await redis.delete(*keys)
+            await redis.delete(queue)
+        finally:
+            await redis.aclose()
 
 
 def main() -> None:

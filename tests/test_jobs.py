@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import pytest
-from taskiq import InMemoryBroker, TaskiqMessage, TaskiqMiddleware
+from redis.asyncio import Redis
+from taskiq import InMemoryBroker, ScheduledTask, SmartRetryMiddleware, TaskiqMessage, TaskiqMiddleware
 from taskiq.exceptions import TaskiqError
 from taskiq_redis import ListRedisScheduleSource
 
@@ -16,7 +18,7 @@ from audioverse.jobs import TaskQueue, build_broker
 from audioverse.jobs import build_scheduler as scheduler_for
 from audioverse.task_registry import register_tasks
 from tasks.scheduler import scheduler
-from tests.services import REDIS_URL
+from tests.services import REDIS_RETRIES_URL, REDIS_URL
 
 WORKER_TIMEOUT_SECONDS = 30
 IDLE_SECONDS = 7
@@ -106,6 +108,30 @@ async def test_a_task_enqueued_by_name_carries_its_retry_labels(tmp_path: Path) 
         await broker.shutdown()
     assert sent[0].labels["retry_on_error"] in {True, "True"}
     assert "schedule" not in sent[0].labels
+
+
+async def test_a_delayed_retry_waits_in_the_retries_database_out_of_the_main_ones_scans(
+    tmp_path: Path, redis_namespace: str
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path, redis_url=REDIS_URL, redis_retries_url=REDIS_RETRIES_URL, redis_namespace=redis_namespace
+    )
+    retries = next(
+        middleware for middleware in build_broker(settings).middlewares if isinstance(middleware, SmartRetryMiddleware)
+    )
+    assert retries.schedule_source is not None
+    due = datetime.now(UTC) + timedelta(minutes=5)
+    await retries.schedule_source.add_schedule(
+        ScheduledTask(task_name="search.drain", labels={}, args=[], kwargs={}, schedule_id="retry-1", time=due)
+    )
+    main, retries_database = Redis.from_url(REDIS_URL), Redis.from_url(REDIS_RETRIES_URL)
+    try:
+        assert [key async for key in main.scan_iter(match=f"{redis_namespace}:retries:*")] == []
+        waiting = [key async for key in retries_database.scan_iter(match=f"{redis_namespace}:retries:*")]
+        assert len(waiting) == 2  # the retry and the minute's list that finds it
+    finally:
+        await main.aclose()
+        await retries_database.aclose()
 
 
 def test_production_scheduler_also_sends_the_delayed_retries(tmp_path: Path, redis_namespace: str) -> None:

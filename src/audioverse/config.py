@@ -38,6 +38,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     seed_demo_on_startup: bool = True
     demo_books: int = 200
     redis_url: str | None = None
+    # Where delayed task retries wait (by default redis_url). The scheduler finds the due ones by
+    # scanning every key of this database every few seconds (taskiq-redis's schedule source), so a
+    # database of their own (e.g. redis://host:6379/1) keeps that scan off the cache's keys.
+    redis_retries_url: str | None = None
     redis_namespace: str = "audioverse"
     task_queue_name: str = "audioverse:tasks"
     job_max_attempts: int = 25

@@ -139,7 +139,9 @@ def build_broker(settings: Settings) -> AsyncBroker:
         use_jitter=True,
         # Where delayed retries wait until the scheduler process sends them.
         schedule_source=ListRedisScheduleSource(
-            settings.redis_url, prefix=f"{settings.redis_namespace}:retries", serializer=JSONSerializer()
+            settings.redis_retries_url or settings.redis_url,
+            prefix=f"{settings.redis_namespace}:retries",
+            serializer=JSONSerializer(),
         ),
     )
     result_backend: RedisAsyncResultBackend[Any] = RedisAsyncResultBackend(

@@ -46,6 +46,8 @@ from audioverse.jobs import TaskQueue, build_broker
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get("AUDIOVERSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("AUDIOVERSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+# Delayed retries wait in a database of their own, as the README's production set-up has them.
+REDIS_RETRIES_URL = os.environ.get("AUDIOVERSE_TEST_REDIS_RETRIES", "redis://127.0.0.1:6379/1")
 MEILISEARCH_BINARY = Path(__file__).parent / "node_modules" / "@gaubee" / "meilisearch-linux-amd64" / "meilisearch"
 
 
@@ -326,8 +328,11 @@ async def fresh_redis_namespace() -> AsyncIterator[str]:
     try:
         yield namespace
     finally:
-        async for key in client.scan_iter(match=f"{namespace}*"):
-            await client.delete(key)
+        retries = Redis.from_url(REDIS_RETRIES_URL)
+        for database in (client, retries):
+            async for key in database.scan_iter(match=f"{namespace}*"):
+                await database.delete(key)
+        await retries.aclose()
         await client.aclose()
 
 
@@ -361,6 +366,7 @@ def production_settings(
         **search,
         database_url=database_url,
         redis_url=REDIS_URL,
+        redis_retries_url=REDIS_RETRIES_URL,
         redis_namespace=namespace,
         task_queue_name=f"{namespace}:tasks",
         secret_key=TEST_SECRET_KEY,
