@@ -9,27 +9,34 @@ import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import structlog
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 from sqlalchemy import select
+from taskiq import ScheduledTask
+from taskiq_redis import ListRedisScheduleSource
 
 from audioverse.config import Settings
 from audioverse.db import sqlalchemy_config
-from audioverse.jobs import Job, TaskQueue, build_broker, defer
+from audioverse.jobs import Job, TaskQueue, build_broker, build_scheduler, defer
 from audioverse.logs import _console_renderer
 from tests.services import (
+    REDIS_RETRIES_URL,
     REDIS_URL,
     TEST_HASHING,
     WORKER_START_TIMEOUT_SECONDS,
     Identity,
     settings_environment,
     stop_process,
+    until,
 )
 from tests.serving import audioverse_run
 
@@ -145,14 +152,46 @@ async def test_a_deferred_job_keeps_the_id_of_the_request_that_asked_for_it(
     assert stored == "req-deferred-1"
 
 
-def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def _start_audioverse(settings: Settings, log_path: Path, *arguments: str) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log_file:
         return subprocess.Popen(
-            [str(Path(sys.executable).parent / "audioverse"), "worker", "--workers", "1"],
+            [str(Path(sys.executable).parent / "audioverse"), *arguments],
             env={**os.environ, **settings_environment(settings)},
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
+
+
+def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    return _start_audioverse(settings, log_path, "worker", "--workers", "1")
+
+
+async def test_the_scheduler_sends_a_due_retry_from_the_retries_database_without_a_line_per_read(
+    tmp_path: Path, redis_namespace: str
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        redis_url=REDIS_URL,
+        redis_retries_url=REDIS_RETRIES_URL,
+        redis_namespace=redis_namespace,
+        task_queue_name=f"{redis_namespace}:scheduled",
+        log_json=True,
+    )
+    sources = build_scheduler(build_broker(settings)).sources
+    (retries,) = [source for source in sources if isinstance(source, ListRedisScheduleSource)]
+    await retries.add_schedule(
+        ScheduledTask(task_name="system.ping", labels={}, args=[], kwargs={}, schedule_id="due", time=datetime.now(UTC))
+    )
+    log_path = tmp_path / "scheduler.log"
+    scheduler = _start_audioverse(settings, log_path, "scheduler", "--update-interval", "1")
+    queue = Redis.from_url(REDIS_URL)
+    try:
+        await until(lambda: queue.llen(settings.task_queue_name), LOG_WAIT_SECONDS)
+        await anyio.sleep(3)  # a few more reads of the sources
+    finally:
+        await queue.aclose()
+        stop_process(scheduler, WORKER_START_TIMEOUT_SECONDS)
+    assert "Getting previous time schedules" not in log_path.read_text()
 
 
 async def test_a_failing_task_in_the_worker_logs_one_json_line_with_its_request_id(

@@ -145,6 +145,8 @@ def structlog_config(settings: Settings) -> StructLoggingConfig:
                 # CPU under search load, and they say nothing the request's own line does not; a failed
                 # call still surfaces as our error.
                 **{name: {"level": "WARNING"} for name in ("httpx", "httpcore", "httpx2", "httpcore2")},
+                # "Getting previous time schedules" on every read of the retries' source, every 5 s.
+                "taskiq.redis_schedule_source": {"level": "WARNING"},
             },
         ),
         log_exceptions="debug",
