@@ -152,6 +152,18 @@ async def test_a_deferred_job_keeps_the_id_of_the_request_that_asked_for_it(
     assert stored == "req-deferred-1"
 
 
+def _task_settings(data_dir: Path, namespace: str, queue: str) -> Settings:
+    """JSON logs and a task queue of this test's own on the test Redis, retries in their own database."""
+    return Settings(
+        data_dir=data_dir,
+        redis_url=REDIS_URL,
+        redis_retries_url=REDIS_RETRIES_URL,
+        redis_namespace=namespace,
+        task_queue_name=f"{namespace}:{queue}",
+        log_json=True,
+    )
+
+
 def _start_audioverse(settings: Settings, log_path: Path, *arguments: str) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log_file:
         return subprocess.Popen(
@@ -169,14 +181,7 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]
 async def test_the_scheduler_sends_a_due_retry_from_the_retries_database_without_a_line_per_read(
     tmp_path: Path, redis_namespace: str
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path,
-        redis_url=REDIS_URL,
-        redis_retries_url=REDIS_RETRIES_URL,
-        redis_namespace=redis_namespace,
-        task_queue_name=f"{redis_namespace}:scheduled",
-        log_json=True,
-    )
+    settings = _task_settings(tmp_path, redis_namespace, "scheduled")
     sources = build_scheduler(build_broker(settings)).sources
     (retries,) = [source for source in sources if isinstance(source, ListRedisScheduleSource)]
     await retries.add_schedule(
@@ -197,13 +202,7 @@ async def test_the_scheduler_sends_a_due_retry_from_the_retries_database_without
 async def test_a_failing_task_in_the_worker_logs_one_json_line_with_its_request_id(
     tmp_path: Path, redis_namespace: str
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path,
-        redis_url=REDIS_URL,
-        redis_namespace=redis_namespace,
-        task_queue_name=f"{redis_namespace}:logs",
-        log_json=True,
-    )
+    settings = _task_settings(tmp_path, redis_namespace, "logs")
     log_path = tmp_path / "worker.log"
     worker = _start_worker(settings, log_path)
     broker = build_broker(settings)
