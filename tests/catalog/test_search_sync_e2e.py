@@ -270,7 +270,7 @@ async def test_edits_made_while_meilisearch_is_down_reach_the_index_after_it_res
     assert await count_in_database(stack.settings, COUNT_PENDING_OUTBOX_ROWS) > 0
 
     # The worker's failed drains wait in Redis for a later retry instead of spinning.
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(stack.settings.redis_retries_url or REDIS_URL)
 
     async def retries_waiting() -> bool:
         return bool([key async for key in redis.scan_iter(match=f"{stack.settings.redis_namespace}:retries:*")])
@@ -279,8 +279,7 @@ async def test_edits_made_while_meilisearch_is_down_reach_the_index_after_it_res
         await until(retries_waiting, 30, interval=0.2)
     finally:
         await redis.aclose()
-
-    stack.meilisearch.start()
+        stack.meilisearch.start()  # also when the wait failed: the module's later tests need it
     await wait_until_index_equals_database(stack.settings, CONVERGENCE_SECONDS)
 
     # Rows are marked done only after the engine confirms, so the index may match a moment before the
